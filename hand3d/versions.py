@@ -1,0 +1,8 @@
+"""Semantic versions of the pipeline's stages, passed to rules as params.
+
+Snakemake reruns a job when its params change, not when code inside `hand3d/` changes: bump a stage's number when
+its output would change, and every artifact built from it rebuilds. Kept import-free: Snakemake reads it at parse
+time.
+"""
+
+HAND_MODEL = 1
