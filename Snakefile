@@ -1,0 +1,21 @@
+# hand3d: 3D hand shape and pose from a single RGB image (Boukhayma, de Bem, Torr, CVPR 2019).
+# This file is the table of contents; rules live in rules/<stage>.smk, helpers in rules/common.smk.
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: "config.yaml"
+
+
+report: "rules/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/hand_model.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,92 @@
+"""The `hand3d` command line, for people who are not running the whole workflow.
+
+hand3d mesh    --model results/hand_model/MANO_RIGHT.npz --pose 2,0,0 --out hand.obj
+hand3d inspect results/hand_model/MANO_RIGHT.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DEFAULT_MODEL = "results/hand_model/MANO_RIGHT.npz"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _padded(values: list[float], size: int, name: str) -> list[float]:
+    if len(values) > size:
+        raise SystemExit(f"hand3d mesh: --{name} takes at most {size} numbers, got {len(values)}")
+    return values + [0.0] * (size - len(values))
+
+
+def cmd_mesh(args: argparse.Namespace) -> int:
+    """Write the OBJ mesh (and optionally the 21 keypoints as JSON) of a hand with the given parameters."""
+    import torch
+
+    from hand3d.hand_layer import NUM_BETAS, HandLayer
+    from hand3d.hand_model import write_obj
+
+    layer = HandLayer(args.model, num_pca=args.num_pca)
+    rotation = torch.tensor([_padded(args.rot, 3, "rot")])
+    pose = torch.tensor([_padded(args.pose, args.num_pca, "pose")])
+    betas = torch.tensor([_padded(args.betas, NUM_BETAS, "betas")])
+    with torch.no_grad():
+        out = layer(rotation, pose, betas)
+    write_obj(args.out, out.vertices[0].numpy(), layer.faces)
+    if args.keypoints:
+        with open(args.keypoints, "w") as f:
+            json.dump({"keypoints_3d": out.keypoints[0].tolist(), "order": "openpose21", "units": "m"}, f)
+    print(f"wrote {args.out} ({layer.num_vertices} vertices)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print a hand model's provenance and mesh statistics as JSON."""
+    from hand3d.hand_model import load_hand_model_arrays
+    from hand3d.hand_stats import mesh_statistics
+
+    arrays = load_hand_model_arrays(args.path)
+    provenance = {k: arrays[k].item() for k in ("source", "source_md5", "generator_version") if k in arrays}
+    json.dump({"path": args.path, **provenance, **mesh_statistics(arrays)}, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hand3d", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    mesh = sub.add_parser("mesh", help="write the mesh of a hand for given parameters as OBJ")
+    mesh.add_argument("--model", default=DEFAULT_MODEL, help="hand model npz (default: %(default)s)")
+    mesh.add_argument("--pose", type=_floats, default=[], help="PCA pose coefficients, comma-separated")
+    mesh.add_argument("--betas", type=_floats, default=[], help="shape coefficients (up to 10), comma-separated")
+    mesh.add_argument("--rot", type=_floats, default=[], help="global rotation, axis-angle in radians: x,y,z")
+    mesh.add_argument("--num-pca", type=int, default=6, help="number of PCA pose components (default: 6)")
+    mesh.add_argument("--out", required=True, help="output .obj path")
+    mesh.add_argument("--keypoints", help="also write the 21 keypoints (metres, OpenPose order) to this JSON")
+    mesh.set_defaults(run=cmd_mesh)
+
+    inspect = sub.add_parser("inspect", help="print a hand model's provenance and statistics")
+    inspect.add_argument("path", nargs="?", default=DEFAULT_MODEL, help="hand model npz (default: %(default)s)")
+    inspect.set_defaults(run=cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"hand3d {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The differentiable hand: (global rotation, PCA pose, betas) -> mesh vertices and 21 keypoints, via smplx's MANO.
+
+smplx's `MANO.forward` returns MANO's 16 joints only; the five fingertips are vertices (`tip_vertex_ids` of the
+model file), appended in the order thumb, index, middle, ring, little and gathered into the canonical OpenPose-21
+order of `hand3d.keypoints`. Units are metres in the model's frame; batched; runs on CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import smplx
+import torch
+from smplx.utils import Struct
+
+from hand3d.hand_model import load_hand_model_arrays
+from hand3d.keypoints import MANO_TO_OPENPOSE
+
+NUM_BETAS = 10
+
+
+@dataclass
+class HandOutput:
+    vertices: torch.Tensor  # (B, V, 3)
+    keypoints: torch.Tensor  # (B, 21, 3), OpenPose order
+    joints: torch.Tensor  # (B, 16, 3), MANO order
+
+
+class HandLayer(torch.nn.Module):
+    """MANO (real or procedural) with PCA pose and `flat_hand_mean=False`, as the paper uses it."""
+
+    def __init__(self, model_path: str | os.PathLike, num_pca: int = 6):
+        super().__init__()
+        arrays = load_hand_model_arrays(model_path)
+        self.num_pca = num_pca
+        self.mano = smplx.MANO(
+            str(model_path),
+            data_struct=Struct(**arrays),
+            use_pca=True,
+            num_pca_comps=num_pca,
+            flat_hand_mean=False,
+            create_global_orient=False,
+            create_hand_pose=False,
+            create_betas=False,
+            create_transl=False,
+        )
+        self.register_buffer("tip_vertex_ids", torch.as_tensor(arrays["tip_vertex_ids"], dtype=torch.long))
+        self.register_buffer("to_openpose", torch.tensor(MANO_TO_OPENPOSE.tolist(), dtype=torch.long))
+
+    @property
+    def faces(self) -> np.ndarray:
+        return np.asarray(self.mano.faces, dtype=np.int64)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.mano.v_template.shape[0])
+
+    def forward(self, rotation: torch.Tensor, pose: torch.Tensor, betas: torch.Tensor) -> HandOutput:
+        """rotation (B, 3) axis-angle about the wrist, pose (B, num_pca) PCA coefficients, betas (B, 10)."""
+        out = self.mano(betas=betas, global_orient=rotation, hand_pose=pose)
+        tips = out.vertices[:, self.tip_vertex_ids]
+        keypoints = torch.cat([out.joints, tips], dim=1)[:, self.to_openpose]
+        return HandOutput(vertices=out.vertices, keypoints=keypoints, joints=out.joints)
+
+    def rest(self, batch_size: int = 1) -> HandOutput:
+        """The mean hand (zero rotation, pose and shape)."""
+        ref = self.mano.v_template
+        zeros = ref.new_zeros
+        return self(zeros(batch_size, 3), zeros(batch_size, self.num_pca), zeros(batch_size, NUM_BETAS))

@@ -1,0 +1,123 @@
+"""Headless rasterisation of vertex-coloured meshes with moderngl on an EGL context.
+
+Vertices come in image coordinates: x = column, y = row (pixels, OpenCV convention: pixel centres at integers), z
+grows away from the camera. A weak-perspective camera (`u = s*X + tx`, `v = s*Y + ty`) is therefore an orthographic
+projection of (u, v, s*Z), which this renderer reproduces exactly. Shading is Lambertian with an ambient term;
+MSAA smooths edges; the hand mask is the resolved coverage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_VERTEX_SHADER = """
+#version 330
+uniform vec2 image_size;
+uniform vec2 depth_range;
+in vec3 in_position;
+in vec3 in_normal;
+in vec3 in_color;
+out vec3 v_normal;
+out vec3 v_color;
+void main() {
+    float x = (in_position.x + 0.5) / image_size.x * 2.0 - 1.0;
+    float y = 1.0 - (in_position.y + 0.5) / image_size.y * 2.0;
+    float z = (in_position.z - depth_range.x) / (depth_range.y - depth_range.x) * 2.0 - 1.0;
+    gl_Position = vec4(x, y, z, 1.0);
+    v_normal = in_normal;
+    v_color = in_color;
+}
+"""
+
+_FRAGMENT_SHADER = """
+#version 330
+uniform vec3 light_dir;
+uniform float ambient;
+in vec3 v_normal;
+in vec3 v_color;
+out vec4 f_color;
+void main() {
+    float lambert = max(dot(normalize(v_normal), -light_dir), 0.0);
+    f_color = vec4(v_color * (ambient + (1.0 - ambient) * lambert), 1.0);
+}
+"""
+
+_EGL_HELP = (
+    "moderngl could not create a headless EGL context ({error}). hand3d renders through EGL: install the EGL "
+    "loader and a driver (Debian/Ubuntu: `apt-get install libegl1 libgl1-mesa-dri` for Mesa's CPU renderer; the "
+    "NVIDIA driver provides its own libEGL_nvidia)."
+)
+
+
+def create_context():
+    """A standalone moderngl context on EGL, with a clear error when EGL is missing."""
+    import moderngl
+
+    try:
+        return moderngl.create_standalone_context(backend="egl")
+    except Exception as error:  # moderngl raises plain Exceptions for loader failures
+        raise RuntimeError(_EGL_HELP.format(error=error)) from error
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals of a triangle mesh (outward for counter-clockwise faces)."""
+    tri = vertices[faces]
+    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(vertices)
+    for corner in range(3):
+        np.add.at(normals, faces[:, corner], face_normals)
+    return normals / np.clip(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12, None)
+
+
+class Renderer:
+    """Renders meshes into (H, W) images with one reusable EGL context and MSAA framebuffer."""
+
+    def __init__(self, width: int, height: int, samples: int = 4):
+        self.size = (int(width), int(height))
+        self.ctx = create_context()
+        self.ctx.enable(self.ctx.DEPTH_TEST)
+        self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+        self.msaa = self.ctx.framebuffer(
+            color_attachments=[self.ctx.renderbuffer(self.size, 4, samples=samples)],
+            depth_attachment=self.ctx.depth_renderbuffer(self.size, samples=samples),
+        )
+        self.resolved = self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer(self.size, 4)])
+
+    def render(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        colors: np.ndarray,
+        light_dir: tuple[float, float, float] = (0.0, 0.0, 1.0),
+        ambient: float = 0.35,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one mesh; returns an (H, W, 3) uint8 RGB image on black and its (H, W) float32 coverage in [0, 1].
+
+        `light_dir` is the direction the light travels (towards +z: from the camera into the scene).
+        """
+        vertices = np.asarray(vertices, dtype=np.float64)
+        normals = vertex_normals(vertices, faces)
+        data = np.concatenate([vertices, normals, np.broadcast_to(colors, vertices.shape)], axis=1).astype("f4")
+        vbo = self.ctx.buffer(data.tobytes())
+        ibo = self.ctx.buffer(np.asarray(faces, dtype="i4").tobytes())
+        vao = self.ctx.vertex_array(
+            self.program, [(vbo, "3f 3f 3f", "in_position", "in_normal", "in_color")], index_buffer=ibo
+        )
+        z = vertices[:, 2]
+        margin = max(1e-3, 0.05 * float(z.max() - z.min()))
+        self.program["image_size"].value = self.size
+        self.program["depth_range"].value = (float(z.min()) - margin, float(z.max()) + margin)
+        self.program["light_dir"].value = tuple(float(c) for c in light_dir / np.linalg.norm(light_dir))
+        self.program["ambient"].value = float(ambient)
+        self.msaa.use()
+        self.msaa.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        vao.render()
+        self.ctx.copy_framebuffer(self.resolved, self.msaa)
+        rgba = np.frombuffer(self.resolved.read(components=4), dtype=np.uint8)
+        rgba = rgba.reshape(self.size[1], self.size[0], 4)[::-1]
+        for obj in (vao, ibo, vbo):
+            obj.release()
+        return np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].astype(np.float32) / 255.0
+
+    def release(self) -> None:
+        self.ctx.release()
