@@ -64,7 +64,6 @@ def synergy(name: str) -> np.ndarray:
             _abduct(pose, d, angle)
             _flex(pose, d, (-0.45, -0.25, -0.2))
         _abduct(pose, "thumb", 0.45)
-        _flex(pose, "thumb", (-0.35, -0.3, -0.2))
     elif name == "thumb opposition":  # the thumb crosses the palm towards the little finger, which meets it
         _flex(pose, "thumb", (0.6, 0.1, 0.1))
         _twist(pose, "thumb", 0.3)

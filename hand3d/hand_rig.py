@@ -118,7 +118,7 @@ SHAPE_DIRECTIONS = (
     "size",
     "palm width",
     "finger length",
-    "girth",
+    "finger girth",
     "palm length",
     "thumb length",
     "index to ring ratio",
@@ -143,9 +143,8 @@ def _skeleton_edit(name: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[s
     elif name == "finger length":
         for d in fingers:
             lengths[d][:] = 1.08
-    elif name == "girth":
-        palm[2] = 1.10
-        for d in sk.DIGITS:
+    elif name == "finger girth":
+        for d in fingers:
             radial[d][:] = 1.10
     elif name == "palm length":
         palm[0] = 1.07

@@ -85,7 +85,7 @@ def flexion_axis(name: str) -> np.ndarray:
     return unit(np.cross(d, palmward))
 
 
-# The thumb curls across the front of the palm, towards the little finger (palmar, ulnar and a little distal).
-THUMB_PALMWARD = np.array([0.4, -0.7, -0.4])
+# The thumb curls across the palm towards the little finger: mostly ulnar, a little distal and palmar.
+THUMB_PALMWARD = np.array([0.5, -0.8, -0.1])
 # Abduction: a positive angle about +z swings a digit towards the thumb side (+y).
 ABDUCTION_AXIS = np.array([0.0, 0.0, 1.0])
