@@ -1,0 +1,45 @@
+"""The hand3d command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+
+def _hand3d(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hand3d.cli", *args], capture_output=True, text=True)
+
+
+def test_mesh_writes_obj_and_keypoints(tmp_path, hand_model_path, procedural_arrays):
+    obj, kp = tmp_path / "fist.obj", tmp_path / "fist.json"
+    args = ("mesh", "--model", str(hand_model_path), "--pose", "2,0,0", "--out", str(obj), "--keypoints", str(kp))
+    result = _hand3d(*args)
+    assert result.returncode == 0, result.stderr
+    lines = obj.read_text().splitlines()
+    vertices = np.array([[float(x) for x in line.split()[1:]] for line in lines if line.startswith("v ")])
+    faces = [line for line in lines if line.startswith("f ")]
+    assert vertices.shape == procedural_arrays["v_template"].shape and len(faces) == len(procedural_arrays["f"])
+    assert not np.allclose(vertices, procedural_arrays["v_template"], atol=1e-3), "the pose must change the mesh"
+    keypoints = np.array(json.loads(kp.read_text())["keypoints_3d"])
+    assert keypoints.shape == (21, 3)
+
+
+def test_mesh_rejects_too_many_numbers(tmp_path, hand_model_path):
+    result = _hand3d("mesh", "--model", str(hand_model_path), "--rot", "1,2,3,4", "--out", str(tmp_path / "x.obj"))
+    assert result.returncode != 0 and "--rot takes at most 3" in result.stderr
+
+
+def test_inspect_reports_statistics(hand_model_path):
+    result = _hand3d("inspect", str(hand_model_path))
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["closed"] is True and stats["source"] == "procedural"
+    assert 0.18 <= stats["hand_length_m"] <= 0.19
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    result = _hand3d("inspect", str(tmp_path / "missing.npz"))
+    assert result.returncode == 2 and "missing.npz" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,86 @@
+"""The hand model file: npz contract, smplx loading, MANO pickle conversion, refusal of unsafe pickles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import smplx
+import torch
+from py2_pickle import Call, Global, write_mano_like_pickle, write_py2_pickle
+
+from hand3d.hand_model import (
+    MANO_TIP_VERTEX_IDS,
+    build_hand_model,
+    load_hand_model_arrays,
+    save_hand_model,
+)
+from hand3d.mano_pickle import UnsafePickleError, file_md5
+
+
+def test_npz_loads_in_smplx_as_the_issue_specifies(hand_model_path):
+    mano = smplx.MANO(str(hand_model_path), ext="npz", use_pca=True, num_pca_comps=6, flat_hand_mean=False)
+    out = mano(hand_pose=torch.zeros(1, 6), betas=torch.zeros(1, 10), global_orient=torch.zeros(1, 3))
+    assert out.vertices.shape[1] == mano.v_template.shape[0] and out.joints.shape == (1, 16, 3)
+
+
+def test_npz_holds_plain_arrays_only(hand_model_path):
+    with np.load(hand_model_path, allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+        assert str(data["source"]) == "procedural"
+
+
+def test_inconsistent_model_is_refused_with_key_named(tmp_path, procedural_arrays):
+    broken = dict(procedural_arrays, weights=procedural_arrays["weights"][:-1])
+    with pytest.raises(ValueError, match=r"broken\.npz: weights has shape"):
+        save_hand_model(tmp_path / "broken.npz", broken)
+    assert not (tmp_path / "broken.npz").exists()
+
+
+def test_missing_model_file_error_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.npz"):
+        load_hand_model_arrays(tmp_path / "nowhere.npz")
+
+
+@pytest.fixture(scope="module")
+def coarse_hand():
+    """A small procedural hand (6 mm grid): the same arrays and structure as MANO's, fewer vertices."""
+    from hand3d.procedural_hand import build_procedural_hand
+
+    arrays = build_procedural_hand(grid_spacing=0.006)
+    assert len(arrays["v_template"]) > MANO_TIP_VERTEX_IDS.max()
+    return arrays
+
+
+def _mano_like(arrays: dict) -> dict:
+    keys = ("v_template", "f", "weights", "J_regressor", "J", "kintree_table", "shapedirs", "posedirs")
+    out = {k: arrays[k] for k in keys}
+    out.update(hands_components=arrays["hands_components"], hands_mean=arrays["hands_mean"])
+    out.update(hands_coeffs=np.zeros((4, 45)), bs_style="lbs", bs_type="lrotmin")
+    return out
+
+
+def test_mano_structured_pickle_converts(tmp_path, coarse_hand):
+    pkl = tmp_path / "MANO_RIGHT.pkl"
+    write_mano_like_pickle(pkl, _mano_like(coarse_hand), chumpy_keys=("shapedirs",), select_key="J")
+    npz, obj = tmp_path / "out" / "MANO_RIGHT.npz", tmp_path / "out" / "template.obj"
+    build_hand_model(str(npz), str(obj), mano_pkl=str(pkl))
+    arrays = load_hand_model_arrays(npz)
+    assert str(arrays["source"]) == "mano_pkl" and str(arrays["source_md5"]) == file_md5(pkl)
+    np.testing.assert_array_equal(arrays["tip_vertex_ids"], MANO_TIP_VERTEX_IDS)
+    for key in ("v_template", "shapedirs", "weights", "hands_components"):
+        np.testing.assert_allclose(arrays[key], coarse_hand[key], err_msg=key)
+    np.testing.assert_allclose(arrays["J_regressor"], coarse_hand["J_regressor"])
+    smplx.MANO(str(npz), ext="npz", use_pca=True, num_pca_comps=6, flat_hand_mean=False)
+    assert obj.read_text().count("\nv ") == len(coarse_hand["v_template"])
+
+
+def test_unsafe_pickle_is_refused_and_nothing_written(tmp_path, coarse_hand):
+    marker = tmp_path / "pwned"
+    arrays = _mano_like(coarse_hand)
+    arrays["bs_style"] = Call(Global("posix", "system"), (f"touch {marker}",))
+    pkl = tmp_path / "MANO_RIGHT.pkl"
+    write_py2_pickle(pkl, arrays)
+    npz = tmp_path / "MANO_RIGHT.npz"
+    with pytest.raises(UnsafePickleError, match="posix.system"):
+        build_hand_model(str(npz), str(tmp_path / "template.obj"), mano_pkl=str(pkl))
+    assert not marker.exists() and not npz.exists()

@@ -1,0 +1,124 @@
+"""The Snakemake workflow driven through its real command line, in temporary working directories."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = sorted(p.parent for p in (REPO / "profiles").glob("*/config.yaml"))
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    result = subprocess.run([*cmd, *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_config(workdir: Path, **overrides) -> Path:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    write_config(tmp_path)
+    return tmp_path
+
+
+def test_shipped_config_dry_runs_every_stage(workdir):
+    out = snakemake(workdir, "-n", "--cores", "2", "--workflow-profile", "none").stdout
+    for rule in ("hand_model", "hand_model_preview", "all"):
+        assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+def test_every_shipped_profile_dry_runs(workdir, profile):
+    snakemake(workdir, "-n", "--workflow-profile", str(profile))
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefmt_is_clean():
+    result = subprocess.run(["snakefmt", "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_misspelled_config_key_is_refused(tmp_path):
+    (tmp_path / "config.yaml").write_text("hand_model:\n  mano_pickle: /x/MANO_RIGHT.pkl\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "mano_pickle" in message and "Additional properties" in message
+
+
+@pytest.mark.workflow
+def test_hand_model_target_builds_then_is_up_to_date(workdir):
+    snakemake(workdir, "--cores", "2", "results/hand_model/MANO_RIGHT.npz")
+    import smplx
+
+    npz = workdir / "results/hand_model/MANO_RIGHT.npz"
+    smplx.MANO(str(npz), ext="npz", use_pca=True, num_pca_comps=6, flat_hand_mean=False)
+    assert (workdir / "results/hand_model/template.obj").stat().st_size > 100_000
+    assert (workdir / "results/logs/hand_model/hand_model.log").read_text().count("closed': True") == 1
+    assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "results/hand_model/MANO_RIGHT.npz").stdout
+
+
+@pytest.mark.workflow
+def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
+    snakemake(workdir, "--cores", "2")
+    preview = workdir / "results/hand_model/preview.png"
+    assert preview.stat().st_size > 50_000
+    assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2").stdout
+    write_config(workdir, hand_model={"num_pca": 8})
+    dry = snakemake(workdir, "-n", "--cores", "2").stdout
+    assert "rule hand_model_preview:" in dry and "rule hand_model:" not in dry
+
+
+@pytest.mark.workflow
+def test_configured_mano_pickle_is_converted(tmp_path):
+    from py2_pickle import write_mano_like_pickle
+    from test_hand_model import _mano_like
+
+    from hand3d.procedural_hand import build_procedural_hand
+
+    pkl = tmp_path / "mano" / "MANO_RIGHT.pkl"
+    pkl.parent.mkdir()
+    write_mano_like_pickle(pkl, _mano_like(build_procedural_hand(grid_spacing=0.006)))
+    write_config(tmp_path, hand_model={"mano_pkl": str(pkl)})
+    snakemake(tmp_path, "--cores", "1", "results/hand_model/MANO_RIGHT.npz")
+    with np.load(tmp_path / "results/hand_model/MANO_RIGHT.npz") as data:
+        assert str(data["source"]) == "mano_pkl"
+        np.testing.assert_array_equal(data["tip_vertex_ids"], [744, 320, 443, 555, 672])
+
+
+@pytest.mark.workflow
+def test_failed_conversion_leaves_no_output_and_logs_why(tmp_path):
+    pkl = tmp_path / "MANO_RIGHT.pkl"
+    pkl.write_bytes(b"\x80\x02cposix\nsystem\nq\x00.")
+    write_config(tmp_path, hand_model={"mano_pkl": str(pkl)})
+    result = snakemake(tmp_path, "--cores", "1", "results/hand_model/MANO_RIGHT.npz", check=False)
+    assert result.returncode != 0
+    assert not (tmp_path / "results/hand_model/MANO_RIGHT.npz").exists()
+    assert "posix.system" in (tmp_path / "results/logs/hand_model/hand_model.log").read_text()
+
+
+def test_workflow_scripts_reach_the_library_without_install():
+    link = REPO / "workflow_scripts" / "hand3d"
+    assert link.is_symlink() and link.resolve() == (REPO / "hand3d").resolve()
+    assert shutil.which("snakemake") is not None
