@@ -122,3 +122,13 @@ def test_workflow_scripts_reach_the_library_without_install():
     link = REPO / "workflow_scripts" / "hand3d"
     assert link.is_symlink() and link.resolve() == (REPO / "hand3d").resolve()
     assert shutil.which("snakemake") is not None
+
+
+def test_readme_dag_picture_is_current(workdir):
+    """docs/rulegraph.svg (shown in the README) names exactly the rules of the workflow."""
+    import re
+
+    dot = snakemake(workdir, "--rulegraph", "--cores", "1", "--workflow-profile", "none").stdout
+    rules = set(re.findall(r'label = "(\w+)"', dot))
+    pictured = set(re.findall(r">(\w+)</text>", (REPO / "docs" / "rulegraph.svg").read_text()))
+    assert rules and rules == pictured, "regenerate: snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg"
