@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hand3d.hand_model import atomic_write
+
 SKIN = np.array([0.86, 0.66, 0.56])
 TILE = 240
 # Camera rotations: the template's +x (fingers) points up the image, the back of the hand faces the camera.
@@ -60,7 +62,5 @@ def render_preview(model_path: str, out_png: str, num_pca: int = 6) -> np.ndarra
         rows.append(np.concatenate(tiles, axis=1))
     renderer.release()
     grid = np.concatenate(rows, axis=0)
-    from hand3d.hand_model import atomic_write
-
     atomic_write(out_png, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)))
     return grid

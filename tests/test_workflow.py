@@ -132,3 +132,10 @@ def test_readme_dag_picture_is_current(workdir):
     rules = set(re.findall(r'label = "(\w+)"', dot))
     pictured = set(re.findall(r">(\w+)</text>", (REPO / "docs" / "rulegraph.svg").read_text()))
     assert rules and rules == pictured, "regenerate: snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg"
+
+
+def test_schema_fills_defaults(tmp_path):
+    """A config naming no keys still runs: the schema supplies every default (num_pca reaches the preview's params)."""
+    (tmp_path / "config.yaml").write_text("hand_model: {}\n")
+    out = snakemake(tmp_path, "-n", "--cores", "1", "--workflow-profile", "none", "--printshellcmds").stdout
+    assert "rule hand_model_preview:" in out
