@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hand3d.model_layout import MANO_KEYS, check_mano_layout
+
 log = logging.getLogger(__name__)
 
 # FreiHAND's fingertip vertices of the real MANO mesh (thumb, index, middle, ring, little): its benchmark's
@@ -21,19 +23,6 @@ log = logging.getLogger(__name__)
 MANO_TIP_VERTEX_IDS = np.array([744, 320, 443, 555, 672], dtype=np.int64)
 
 DEFAULT_MODEL_PATH = "results/hand_model/MANO_RIGHT.npz"
-
-REQUIRED_KEYS = (
-    "v_template",
-    "f",
-    "weights",
-    "J_regressor",
-    "kintree_table",
-    "shapedirs",
-    "posedirs",
-    "hands_components",
-    "hands_mean",
-    "tip_vertex_ids",
-)
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -84,30 +73,11 @@ def load_hand_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def check_hand_model(arrays: dict, where: str) -> None:
     """Raise ValueError naming `where` and the key when the arrays are not a consistent MANO-layout model."""
-    missing = [k for k in REQUIRED_KEYS if k not in arrays]
-    if missing:
-        raise ValueError(f"{where}: hand model lacks {', '.join(missing)}")
-    num_verts = arrays["v_template"].shape[0]
-    num_joints = arrays["kintree_table"].shape[1]
-    expected = {
-        "v_template": (num_verts, 3),
-        "weights": (num_verts, num_joints),
-        "J_regressor": (num_joints, num_verts),
-        "hands_components": (45, 45),
-        "hands_mean": (45,),
-        "tip_vertex_ids": (5,),
-    }
-    for key, shape in expected.items():
-        if arrays[key].shape != shape:
-            raise ValueError(f"{where}: {key} has shape {arrays[key].shape}, expected {shape}")
-    for key in ("shapedirs", "posedirs"):
-        if arrays[key].ndim != 3 or arrays[key].shape[:2] != (num_verts, 3):
-            raise ValueError(f"{where}: {key} has shape {arrays[key].shape}, expected ({num_verts}, 3, k)")
-    faces = arrays["f"]
-    if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= num_verts:
-        raise ValueError(f"{where}: f must be (F, 3) vertex indices below {num_verts}")
-    if arrays["tip_vertex_ids"].max() >= num_verts:
-        raise ValueError(f"{where}: tip_vertex_ids index past the {num_verts} vertices")
+    check_mano_layout(where, arrays)
+    tips = arrays.get("tip_vertex_ids")
+    num_verts = len(arrays["v_template"])
+    if tips is None or tips.shape != (5,) or tips.dtype.kind not in "iu" or tips.min() < 0 or tips.max() >= num_verts:
+        raise ValueError(f"{where}: key 'tip_vertex_ids' must be 5 vertex indices below {num_verts}")
 
 
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -127,7 +97,7 @@ def build_hand_model(npz_path: str, obj_path: str, mano_pkl: str | None = None) 
     if mano_pkl:
         from hand3d.mano_pickle import file_md5, load_mano_pickle
 
-        arrays = {k: v for k, v in load_mano_pickle(mano_pkl).items() if k in REQUIRED_KEYS or k == "J"}
+        arrays = {k: v for k, v in load_mano_pickle(mano_pkl).items() if k in MANO_KEYS or k == "J"}
         arrays["tip_vertex_ids"] = MANO_TIP_VERTEX_IDS
         provenance = {"source": "mano_pkl", "source_md5": file_md5(mano_pkl), "generator_version": 0}
     else:

@@ -34,7 +34,9 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse
 
-__all__ = ["ALLOWED_GLOBALS", "REQUIRED_KEYS", "UnsafePickleError", "file_md5", "load_mano_pickle"]
+from hand3d.model_layout import check_mano_layout
+
+__all__ = ["ALLOWED_GLOBALS", "UnsafePickleError", "file_md5", "load_mano_pickle"]
 
 StrPath = str | os.PathLike[str]
 
@@ -117,18 +119,6 @@ def _build_allowed() -> dict[str, object]:
 
 ALLOWED_GLOBALS: Mapping[str, object] = types.MappingProxyType(_build_allowed())
 """Every global (``module.name``) the loader lets a pickle reference, mapped to what it resolves to."""
-
-REQUIRED_KEYS: tuple[str, ...] = (
-    "v_template",
-    "f",
-    "J_regressor",
-    "kintree_table",
-    "weights",
-    "posedirs",
-    "shapedirs",
-    "hands_components",
-    "hands_mean",
-)
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -237,48 +227,6 @@ class _Converter:
             raise self.fail(where, f"cannot rebuild csc_matrix: {e}") from e
 
 
-def _expect(path: str, key: str, arr: np.ndarray | str, shape: tuple[int | None, ...]) -> None:
-    """Raise if ``arr`` is not a numeric array of ``shape`` (``None`` = any size on that axis)."""
-    ok = isinstance(arr, np.ndarray) and arr.ndim == len(shape) and arr.dtype.kind in "biuf"
-    ok = ok and all(want is None or have == want for have, want in zip(arr.shape, shape, strict=False))
-    if not ok:
-        got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
-        want = tuple("*" if n is None else n for n in shape)
-        kind = f" dtype {arr.dtype}" if isinstance(arr, np.ndarray) else ""
-        raise ValueError(f"{path}: key {key!r} has shape {got}{kind}, expected a numeric array of shape {want}")
-
-
-def _check_model(path: str, model: Mapping[str, np.ndarray | str]) -> None:
-    """Required keys present, shapes mutually consistent (V vertices, J joints, 9*(J-1) pose blendshapes)."""
-    missing = [k for k in REQUIRED_KEYS if k not in model]
-    if missing:
-        raise ValueError(f"{path}: missing required key(s) {missing}; found {sorted(model)}")
-    _expect(path, "v_template", model["v_template"], (None, 3))
-    n_verts = model["v_template"].shape[0]
-    _expect(path, "weights", model["weights"], (n_verts, None))
-    n_joints = model["weights"].shape[1]
-    n_pose = 3 * (n_joints - 1)
-    _expect(path, "shapedirs", model["shapedirs"], (n_verts, 3, None))
-    _expect(path, "posedirs", model["posedirs"], (n_verts, 3, 3 * n_pose))
-    _expect(path, "J_regressor", model["J_regressor"], (n_joints, n_verts))
-    _expect(path, "kintree_table", model["kintree_table"], (2, n_joints))
-    _expect(path, "hands_components", model["hands_components"], (n_pose, n_pose))
-    _expect(path, "hands_mean", model["hands_mean"], (n_pose,))
-    _expect(path, "f", model["f"], (None, 3))
-    _check_faces(path, model["f"], n_verts)
-    if "J" in model:
-        _expect(path, "J", model["J"], (n_joints, 3))
-    if "hands_coeffs" in model:
-        _expect(path, "hands_coeffs", model["hands_coeffs"], (None, n_pose))
-
-
-def _check_faces(path: str, faces: np.ndarray, n_verts: int) -> None:
-    if faces.dtype.kind not in "iu":
-        raise ValueError(f"{path}: key 'f' must hold integer vertex indices, got dtype {faces.dtype}")
-    if faces.size and (faces.min() < 0 or faces.max() >= n_verts):
-        raise ValueError(f"{path}: key 'f' indexes vertices outside [0, {n_verts}) (v_template has {n_verts})")
-
-
 def load_mano_pickle(path: StrPath) -> dict[str, np.ndarray | str]:
     """Load a MANO v1.2 model pickle safely into plain numpy arrays (``bs_style``/``bs_type`` stay ``str``).
 
@@ -300,7 +248,7 @@ def load_mano_pickle(path: StrPath) -> dict[str, np.ndarray | str]:
             model[key] = converter.value(value, key)
         except RecursionError as e:
             raise ValueError(f"{name}: key {key!r}: chumpy objects nested too deeply") from e
-    _check_model(name, model)
+    check_mano_layout(name, model)
     return model
 
 

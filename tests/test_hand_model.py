@@ -31,7 +31,7 @@ def test_npz_holds_plain_arrays_only(hand_model_path):
 
 def test_inconsistent_model_is_refused_with_key_named(tmp_path, procedural_arrays):
     broken = dict(procedural_arrays, weights=procedural_arrays["weights"][:-1])
-    with pytest.raises(ValueError, match=r"broken\.npz: weights has shape"):
+    with pytest.raises(ValueError, match=r"broken\.npz: key 'weights' has shape"):
         save_hand_model(tmp_path / "broken.npz", broken)
     assert not (tmp_path / "broken.npz").exists()
 
