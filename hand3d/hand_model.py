@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from hand3d.atomic import atomic_write
 from hand3d.model_layout import MANO_KEYS, check_mano_layout
 
 log = logging.getLogger(__name__)
@@ -23,30 +22,6 @@ log = logging.getLogger(__name__)
 MANO_TIP_VERTEX_IDS = np.array([744, 320, 443, 555, 672], dtype=np.int64)
 
 DEFAULT_MODEL_PATH = "results/hand_model/MANO_RIGHT.npz"
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`.
-
-    A killed job leaves no half-written file under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_hand_model(path: str | os.PathLike, arrays: dict, **provenance: str | int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hand3d.hand_model import atomic_write
+from hand3d.atomic import atomic_write
 
 SKIN = np.array([0.86, 0.66, 0.56])
 TILE = 240
