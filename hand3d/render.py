@@ -9,6 +9,7 @@ MSAA smooths edges; the hand mask is the resolved coverage.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 _VERTEX_SHADER = """
 #version 330
@@ -49,32 +50,60 @@ _EGL_HELP = (
 )
 
 
-def create_context():
-    """A standalone moderngl context on EGL, with a clear error when EGL is missing."""
+def create_context(device_index: int = 0):
+    """A standalone moderngl context on EGL device `device_index`, with a clear error when EGL is missing."""
     import moderngl
 
     try:
-        return moderngl.create_standalone_context(backend="egl")
+        return moderngl.create_standalone_context(backend="egl", device_index=device_index)
     except Exception as error:  # moderngl raises plain Exceptions for loader failures
         raise RuntimeError(_EGL_HELP.format(error=error)) from error
 
 
+def egl_devices() -> list[str]:
+    """GL_RENDERER of every EGL device this machine offers (Mesa's llvmpipe is the CPU one)."""
+    names = []
+    while True:
+        try:
+            ctx = create_context(len(names))
+        except RuntimeError:
+            return names
+        names.append(ctx.info["GL_RENDERER"])
+        ctx.release()
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals of a triangle mesh (outward for counter-clockwise faces)."""
+    return _unit(_incidence(faces, len(vertices)) @ _face_normals(vertices, faces))
+
+
+def _face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     tri = vertices[faces]
-    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for corner in range(3):
-        np.add.at(normals, faces[:, corner], face_normals)
-    return normals / np.clip(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12, None)
+    return np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+
+
+def _incidence(faces: np.ndarray, num_vertices: int) -> sp.csr_matrix:
+    """(V, F) matrix with a 1 where a vertex belongs to a face: sums face values onto vertices."""
+    rows = faces.ravel()
+    cols = np.repeat(np.arange(len(faces)), 3)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(num_vertices, len(faces)))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
 
 
 class Renderer:
-    """Renders meshes into (H, W) images with one reusable EGL context and MSAA framebuffer."""
+    """Renders meshes into (H, W) images with one reusable EGL context, MSAA framebuffer and buffers.
 
-    def __init__(self, width: int, height: int, samples: int = 4):
+    Meshes that share their faces (a hand model's, frame after frame) reuse the index buffer and the normal
+    accumulation matrix; only the vertex buffer is rewritten.
+    """
+
+    def __init__(self, width: int, height: int, samples: int = 4, device_index: int = 0):
         self.size = (int(width), int(height))
-        self.ctx = create_context()
+        self.ctx = create_context(device_index)
+        self.renderer_name = self.ctx.info["GL_RENDERER"]
         self.ctx.enable(self.ctx.DEPTH_TEST)
         self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
         self.msaa = self.ctx.framebuffer(
@@ -82,6 +111,23 @@ class Renderer:
             depth_attachment=self.ctx.depth_renderbuffer(self.size, samples=samples),
         )
         self.resolved = self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer(self.size, 4)])
+        self._faces = None
+        self._vbo = self._ibo = self._vao = None
+
+    def _use_mesh(self, faces: np.ndarray, num_vertices: int) -> None:
+        same = self._faces is not None and self._faces.shape == faces.shape and np.array_equal(self._faces, faces)
+        if same and self._vbo.size == num_vertices * 36:
+            return
+        for obj in (self._vao, self._ibo, self._vbo):
+            if obj is not None:
+                obj.release()
+        self._faces = np.array(faces, dtype=np.int64)
+        self._incidence = _incidence(self._faces, num_vertices)
+        self._vbo = self.ctx.buffer(reserve=num_vertices * 36)  # position, normal, colour: 9 float32
+        self._ibo = self.ctx.buffer(self._faces.astype("i4").tobytes())
+        self._vao = self.ctx.vertex_array(
+            self.program, [(self._vbo, "3f 3f 3f", "in_position", "in_normal", "in_color")], index_buffer=self._ibo
+        )
 
     def render(
         self,
@@ -93,30 +139,26 @@ class Renderer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw one mesh; returns an (H, W, 3) uint8 RGB image on black and its (H, W) float32 coverage in [0, 1].
 
+        The image is premultiplied by coverage, so compositing is `image + background * (1 - coverage)`.
         `light_dir` is the direction the light travels (towards +z: from the camera into the scene).
         """
         vertices = np.asarray(vertices, dtype=np.float64)
-        normals = vertex_normals(vertices, faces)
-        data = np.concatenate([vertices, normals, np.broadcast_to(colors, vertices.shape)], axis=1).astype("f4")
-        vbo = self.ctx.buffer(data.tobytes())
-        ibo = self.ctx.buffer(np.asarray(faces, dtype="i4").tobytes())
-        vao = self.ctx.vertex_array(
-            self.program, [(vbo, "3f 3f 3f", "in_position", "in_normal", "in_color")], index_buffer=ibo
-        )
+        self._use_mesh(faces, len(vertices))
+        normals = _unit(self._incidence @ _face_normals(vertices, self._faces))
+        data = np.concatenate([vertices, normals, np.broadcast_to(colors, vertices.shape)], axis=1)
+        self._vbo.write(data.astype("f4").tobytes())
         z = vertices[:, 2]
         margin = max(1e-3, 0.05 * float(z.max() - z.min()))
         self.program["image_size"].value = self.size
         self.program["depth_range"].value = (float(z.min()) - margin, float(z.max()) + margin)
-        self.program["light_dir"].value = tuple(float(c) for c in light_dir / np.linalg.norm(light_dir))
+        self.program["light_dir"].value = tuple(float(c) for c in np.asarray(light_dir) / np.linalg.norm(light_dir))
         self.program["ambient"].value = float(ambient)
         self.msaa.use()
         self.msaa.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        vao.render()
+        self._vao.render()
         self.ctx.copy_framebuffer(self.resolved, self.msaa)
         rgba = np.frombuffer(self.resolved.read(components=4), dtype=np.uint8)
         rgba = rgba.reshape(self.size[1], self.size[0], 4)[::-1]
-        for obj in (vao, ibo, vbo):
-            obj.release()
         return np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].astype(np.float32) / 255.0
 
     def release(self) -> None:
