@@ -11,8 +11,14 @@ configfile: "config.yaml"
 report: "rules/report/workflow.rst"
 
 
+# Synthetic rendering is split into this many shards per split (parallel jobs); tests shrink it.
+scattergather:
+    render=4,
+
+
 include: "rules/common.smk"
 include: "rules/hand_model.smk"
+include: "rules/synthetic.smk"
 
 
 rule all:

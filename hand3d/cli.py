@@ -59,6 +59,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_render(args: argparse.Namespace) -> int:
+    """Synthetic rendering throughput on every EGL device: end to end and bare rasterisation."""
+    from hand3d.bench import bench_render, format_render_rows
+
+    rows = bench_render(args.model, count=args.count, msaa=args.msaa, threads=args.threads)
+    print(format_render_rows(rows, args.count, args.msaa))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hand3d", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="print a hand model's provenance and statistics")
     inspect.add_argument("path", nargs="?", default=DEFAULT_MODEL, help="hand model npz (default: %(default)s)")
     inspect.set_defaults(run=cmd_inspect)
+
+    bench = sub.add_parser("bench", help="measure throughput").add_subparsers(dest="what", required=True)
+    render = bench.add_parser("render", help="synthetic rendering: end to end and bare rasterisation, per device")
+    render.add_argument("--model", help="hand model npz (default: a procedural hand built for the run)")
+    render.add_argument("--count", type=int, default=64, help="images per measurement (default: %(default)s)")
+    render.add_argument("--msaa", type=int, default=4, help="MSAA samples (default: %(default)s)")
+    render.add_argument("--threads", type=int, default=1, help="CPU threads for torch and llvmpipe")
+    render.set_defaults(run=cmd_bench_render)
     return parser
 
 

@@ -6,3 +6,4 @@ time.
 """
 
 HAND_MODEL = 1
+SYNTHETIC = 1
