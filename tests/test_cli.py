@@ -43,3 +43,12 @@ def test_inspect_reports_statistics(hand_model_path):
 def test_missing_model_is_a_clear_error(tmp_path):
     result = _hand3d("inspect", str(tmp_path / "missing.npz"))
     assert result.returncode == 2 and "missing.npz" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_render_reports_every_egl_device(hand_model_path):
+    result = _hand3d("bench", "render", "--model", str(hand_model_path), "--count", "4")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line[:1].isdigit()]
+    assert rows and ("llvmpipe" in result.stdout or "NVIDIA" in result.stdout)
+    end_to_end, rasterise, ratio = (float(x) for x in rows[0].split()[-3:])
+    assert end_to_end > 0 and rasterise > 0 and 0 < ratio <= 1.5
