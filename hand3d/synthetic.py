@@ -35,6 +35,7 @@ class SamplerConfig:
     pose_range: float = 2.0
     box_ratio: tuple[float, float] = (2.0, 2.4)  # crop side / hand box side
     ambient: tuple[float, float] = (0.3, 0.6)
+    max_angle: float = np.pi  # global rotation angle ~ U(-max_angle, max_angle) about a random axis
     num_pca: int = 6
 
 
@@ -51,7 +52,7 @@ def sample_hand_parameters(rng: np.random.Generator, n: int, cfg: SamplerConfig)
     """Rotation (n,3) axis-angle, PCA pose (n,num_pca), betas (n,10), as float32."""
     axis = rng.normal(size=(n, 3))
     axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-    angle = rng.uniform(-np.pi, np.pi, size=(n, 1))
+    angle = rng.uniform(-cfg.max_angle, cfg.max_angle, size=(n, 1))
     return {
         "rotation": (axis * angle).astype(np.float32),
         "pose": rng.uniform(-cfg.pose_range, cfg.pose_range, size=(n, cfg.num_pca)).astype(np.float32),

@@ -7,7 +7,15 @@ import pytest
 
 from hand3d.h5io import open_packed
 from hand3d.render import Renderer, vertex_normals
-from hand3d.synthetic import SamplerConfig, pose_batch, project, render_batch, render_shard, shard_sizes
+from hand3d.synthetic import (
+    SamplerConfig,
+    pose_batch,
+    project,
+    render_batch,
+    render_shard,
+    sample_hand_parameters,
+    shard_sizes,
+)
 
 COUNT = 12
 
@@ -121,3 +129,15 @@ def test_same_seed_same_arrays(inputs, shard):
 
 def test_shard_sizes_cover_the_total():
     assert shard_sizes(10, 4) == [3, 3, 2, 2] and sum(shard_sizes(18000, 7)) == 18000
+
+
+def test_sampler_ranges_come_from_the_config():
+    rng = np.random.default_rng(0)
+    cfg = SamplerConfig(betas_range=0.5, pose_range=0.25, max_angle=0.1)
+    hand = sample_hand_parameters(rng, 2000, cfg)
+    assert np.abs(hand["betas"]).max() <= 0.5 and np.abs(hand["betas"]).max() > 0.45
+    assert np.abs(hand["pose"]).max() <= 0.25 and np.abs(hand["pose"]).max() > 0.24
+    angles = np.linalg.norm(hand["rotation"], axis=1)
+    assert angles.max() <= 0.1 + 1e-6 and angles.max() > 0.09
+    axes = hand["rotation"] / angles[:, None]
+    assert np.abs(axes.mean(axis=0)).max() < 0.1, "rotation axes spread over the sphere"
