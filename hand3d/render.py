@@ -142,7 +142,10 @@ class Renderer:
         The image is premultiplied by coverage, so compositing is `image + background * (1 - coverage)`.
         `light_dir` is the direction the light travels (towards +z: from the camera into the scene).
         """
-        vertices = np.asarray(vertices, dtype=np.float64)
+        with self.ctx:  # make this renderer's context current: several renderers (frame sizes) may coexist
+            return self._draw(np.asarray(vertices, dtype=np.float64), faces, colors, light_dir, ambient)
+
+    def _draw(self, vertices, faces, colors, light_dir, ambient) -> tuple[np.ndarray, np.ndarray]:
         self._use_mesh(faces, len(vertices))
         normals = _unit(self._incidence @ _face_normals(vertices, self._faces))
         data = np.concatenate([vertices, normals, np.broadcast_to(colors, vertices.shape)], axis=1)

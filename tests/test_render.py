@@ -58,3 +58,17 @@ def test_vertex_normals_point_out_of_a_closed_mesh(procedural_arrays):
     eps = 1e-4  # the distance field grows outwards: its gradient is the true outward direction
     gradient = np.stack([hand_sdf(v + eps * e) - hand_sdf(v - eps * e) for e in np.eye(3)], axis=1)
     assert np.mean(np.einsum("ij,ij->i", n, gradient) > 0) > 0.99
+
+
+def test_renderers_of_different_sizes_can_alternate(hand_model_path):
+    """Each renderer draws into its own context when several coexist (stand-ins mix frame sizes and hands):
+    before the fix, frames of the older size came out without their hand."""
+    from hand3d.datasets.standin import HandPhotographer
+
+    photographer = HandPhotographer(str(hand_model_path))
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        width, height = ((1280, 720), (400, 300))[i % 2]
+        shot = photographer.shoot(rng, width, height, left=i % 3 == 0)
+        assert shot.mask.sum() > 100, f"frame {i} ({width}x{height}) lost its hand"
+    photographer.release()
