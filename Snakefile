@@ -11,14 +11,17 @@ configfile: "config.yaml"
 report: "rules/report/workflow.rst"
 
 
-# Synthetic rendering is split into this many shards per split (parallel jobs); tests shrink it.
+# Synthetic rendering and real-data cropping are split into this many shards per split (parallel jobs); tests
+# shrink them with --set-scatter.
 scattergather:
     render=4,
+    real=4,
 
 
 include: "rules/common.smk"
 include: "rules/hand_model.smk"
 include: "rules/synthetic.smk"
+include: "rules/real_data.smk"
 
 
 rule all:

@@ -7,3 +7,4 @@ time.
 
 HAND_MODEL = 1
 SYNTHETIC = 1
+REAL_DATA = 1

@@ -1,0 +1,268 @@
+"""The real-data stage, one function per rule: index -> crop (shards) -> segment, heatmaps -> pack.
+
+Every stage counts what it skips or degrades instead of stopping: `results/real/<dataset>/issues.json` sums the
+counts of the reader (malformed annotation, missing image) and of the crop stage (unreadable image, keypoints outside
+the image, too few visible keypoints, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hand3d.atomic import atomic_write
+from hand3d.crop import CROP_SIZE, CropBox, crop_box, crop_image, crop_keypoints, to_crop, visible_inside
+from hand3d.datasets.base import RawSample
+from hand3d.h5io import PackedWriter, open_packed
+
+log = logging.getLogger(__name__)
+
+
+def _write_json(path: str, data: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1)))
+
+
+def reader(dataset: str):
+    return importlib.import_module(f"hand3d.datasets.{dataset}")
+
+
+# --- demo_raw ------------------------------------------------------------------------------------------------------
+
+
+def write_demo_raw(dataset: str, out_dir: str, hand_model: str, seed: int) -> None:
+    """A stand-in for `dataset` in its published layout, made of procedural-hand photographs."""
+    from hand3d.datasets.standin import HandPhotographer
+
+    photographer = HandPhotographer(hand_model, seed=seed)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    reader(dataset).write_demo(out_dir, photographer, seed)
+    photographer.release()
+
+
+# --- index (read_annotations, stb_mm2px) -----------------------------------------------------------------------------
+
+
+def index_dataset(dataset: str, root: str, split: str, options: dict, out_json: str) -> None:
+    """Read a dataset split with its reader and save the samples (original-image pixels) and the reader's issues."""
+    result = reader(dataset).read(root, split, **options)
+    log.info("%s %s: %d samples, issues %s", dataset, split, len(result.samples), dict(result.issues))
+    samples = [_sample_record(s) for s in result.samples]
+    _write_json(out_json, {"dataset": dataset, "split": split, "root": str(root), "issues": result.issues,
+                           "samples": samples})  # fmt: skip
+
+
+def _sample_record(s: RawSample) -> dict:
+    return {
+        "name": s.name,
+        "image": str(s.image),
+        "keypoints_2d": s.keypoints_2d.tolist(),
+        "keypoints_3d": None if s.keypoints_3d is None else s.keypoints_3d.tolist(),
+        "is_left": bool(s.is_left),
+        "mask": None if s.mask is None else str(s.mask),
+    }
+
+
+def load_index(path: str) -> tuple[list[RawSample], dict]:
+    data = json.loads(Path(path).read_text())
+    return [RawSample(**s) for s in data["samples"]], data
+
+
+def shard_slice(total: int, shard: int, num_shards: int) -> slice:
+    """Contiguous block of the samples for one shard (earlier shards take the remainder)."""
+    base, extra = divmod(total, num_shards)
+    start = shard * base + min(shard, extra)
+    return slice(start, start + base + (shard < extra))
+
+
+# --- crop -------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CroppedSample:
+    fields: dict
+
+
+def _read_rgb(path: str) -> np.ndarray | None:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _crop_one(sample: RawSample, issues: Counter, box_scale: float) -> dict | None:
+    image = _read_rgb(sample.image)
+    if image is None:
+        issues["unreadable_image"] += 1
+        log.warning("skipped %s: unreadable image %s", sample.name, sample.image)
+        return None
+    h, w = image.shape[:2]
+    annotated = sample.keypoints_2d[:, 2] > 0
+    if (annotated & ~visible_inside(sample.keypoints_2d, w, h)).any():
+        issues["keypoints_outside_image"] += 1  # kept, marked not visible
+    try:
+        box = crop_box(sample.keypoints_2d, w, h, mirrored=sample.is_left, scale=box_scale)
+    except ValueError:
+        issues["too_few_visible_keypoints"] += 1
+        log.warning("skipped %s: fewer than two visible keypoints inside the image", sample.name)
+        return None
+    fields = {
+        "images": crop_image(image, box),
+        "keypoints_2d": crop_keypoints(sample.keypoints_2d, box, w, h),
+        "crop_box": box.as_array(),
+        "is_left": sample.is_left,
+        "names": sample.name,
+    }
+    if sample.keypoints_3d is not None:
+        fields["keypoints_3d"] = sample.keypoints_3d * np.array([-1, 1, 1], np.float32) if sample.is_left else (
+            sample.keypoints_3d)  # fmt: skip
+    mask = _dataset_mask(sample, box, issues)
+    if mask is not None:
+        fields["masks"] = mask
+    return fields
+
+
+def _dataset_mask(sample: RawSample, box: CropBox, issues: Counter) -> np.ndarray | None:
+    if sample.mask is None:
+        return None
+    mask = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        issues["unreadable_mask"] += 1
+        return None
+    return (crop_image(mask, box, interpolation=cv2.INTER_LINEAR) > 127).astype(np.uint8)
+
+
+def _stack(rows: list[dict], num_params: int) -> dict:
+    n = len(rows)
+    nan3d = np.full((21, 3), np.nan, np.float32)
+    batch = {
+        "images": np.stack([r["images"] for r in rows]),
+        "keypoints_2d": np.stack([r["keypoints_2d"] for r in rows]),
+        "keypoints_3d": np.stack([r.get("keypoints_3d", nan3d) for r in rows]).astype(np.float32),
+        "has_3d": np.array(["keypoints_3d" in r for r in rows]),
+        "masks": np.stack([r.get("masks", np.zeros((CROP_SIZE, CROP_SIZE), np.uint8)) for r in rows]),
+        "has_mask": np.array(["masks" in r for r in rows]),
+        "params": np.full((n, num_params), np.nan, np.float32),
+        "has_params": np.zeros(n, bool),
+        "is_left": np.array([r["is_left"] for r in rows]),
+        "crop_box": np.stack([r["crop_box"] for r in rows]),
+        "names": [r["names"] for r in rows],
+    }
+    return batch
+
+
+def crop_shard(index_json: str, shard: int, num_shards: int, out_h5: str, out_issues: str, num_params: int,
+               box_scale: float = 2.2) -> None:  # fmt: skip
+    """Crop one shard of an indexed split into a packed file (masks only where the dataset ships them)."""
+    from tqdm import tqdm
+
+    samples, meta = load_index(index_json)
+    samples = samples[shard_slice(len(samples), shard, num_shards)]
+    issues: Counter = Counter()
+    rows = [r for s in tqdm(samples, desc=f"crop {meta['dataset']} {meta['split']}", unit="img")
+            if (r := _crop_one(s, issues, box_scale)) is not None]  # fmt: skip
+    with PackedWriter(out_h5, meta["dataset"], meta["split"], num_params) as writer:
+        for start in range(0, len(rows), 64):
+            writer.append(_stack(rows[start : start + 64], num_params))
+    _write_json(out_issues, dict(issues))
+
+
+# --- segment ------------------------------------------------------------------------------------------------------
+
+
+def segment_shard(crops_h5: str, out_npz: str, grabcut: dict) -> None:
+    """Masks for one shard: the dataset's own where it has them, else GrabCut seeded with the skeleton."""
+    from tqdm import tqdm
+
+    from hand3d.segment import GrabCutConfig, grabcut_mask
+
+    cfg = GrabCutConfig(**grabcut)
+    with open_packed(crops_h5) as f:
+        images, keypoints = f["images"][()], f["keypoints_2d"][()]
+        masks, has_mask = f["masks"][()], f["has_mask"][()]
+    for i in tqdm(np.flatnonzero(~has_mask), desc="grabcut", unit="img"):
+        mask = grabcut_mask(images[i], keypoints[i], cfg)
+        if mask is not None and mask.any():
+            masks[i], has_mask[i] = mask, True
+    atomic_write(out_npz, lambda tmp: np.savez(tmp, masks=masks, has_mask=has_mask))
+
+
+# --- heatmaps -----------------------------------------------------------------------------------------------------
+
+
+def heatmap_shard(crops_h5: str, index_json: str, out_npz: str, source: str, size: int, sigma: float) -> None:
+    """Keypoint heatmaps for one shard, from the annotations or an OpenPose-format detection folder."""
+    from hand3d.heatmaps import gaussian_heatmaps
+
+    with open_packed(crops_h5) as f:
+        keypoints, boxes = f["keypoints_2d"][()], f["crop_box"][()]
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["names"][()]]
+    if source != "annotations":
+        keypoints = _detected_keypoints(index_json, names, boxes, source)
+    maps = np.stack([gaussian_heatmaps(k, size, sigma) for k in keypoints]) if len(keypoints) else np.zeros(
+        (0, 21, size, size), np.uint8)  # fmt: skip
+    atomic_write(out_npz, lambda tmp: np.savez(tmp, heatmaps=maps))
+
+
+def _detected_keypoints(index_json: str, names: list[str], boxes: np.ndarray, folder: str) -> np.ndarray:
+    """Detector keypoints mapped into each crop; zero confidence where the detector found nothing."""
+    from hand3d.heatmaps import detected_hand, openpose_json
+
+    samples, meta = load_index(index_json)
+    by_name = {s.name: s for s in samples}
+    out = np.zeros((len(names), 21, 3), np.float32)
+    for i, (name, box) in enumerate(zip(names, boxes, strict=True)):
+        sample = by_name[name]
+        path = openpose_json(folder, sample.image, meta["root"])
+        near = sample.keypoints_2d[sample.keypoints_2d[:, 2] > 0, :2].mean(axis=0)
+        hand = detected_hand(path, sample.is_left, near) if path else None
+        if hand is not None:
+            crop = CropBox(int(box[0]), int(box[1]), int(box[2]), bool(box[3]))
+            out[i] = to_crop(hand, crop)
+    return out
+
+
+# --- pack ---------------------------------------------------------------------------------------------------------
+
+
+def pack_real(crops: list[str], masks: list[str], heatmaps: list[str], out_h5: str, dataset: str, split: str,
+              index_json: str, crop_issues: list[str], out_issues: str) -> None:  # fmt: skip
+    """Gather a split's shards into results/datasets/<dataset>_<split>.h5 and sum its issue counts."""
+    first_maps = np.load(heatmaps[0])["heatmaps"]
+    num_params = None
+    with open_packed(crops[0]) as f:
+        num_params = int(f.attrs["num_params"])
+    size = first_maps.shape[-1]
+    with PackedWriter(out_h5, dataset, split, num_params, heatmap_size=size) as writer:
+        for crop_file, mask_file, map_file in zip(crops, masks, heatmaps, strict=True):
+            _append_shard(writer, crop_file, mask_file, map_file)
+    issues = Counter(json.loads(Path(index_json).read_text())["issues"])
+    for path in crop_issues:
+        issues.update(json.loads(Path(path).read_text()))
+    _write_json(out_issues, dict(sorted(issues.items())))
+
+
+def _append_shard(writer: PackedWriter, crop_file: str, mask_file: str, map_file: str) -> None:
+    with open_packed(crop_file) as f:
+        if len(f["images"]) == 0:
+            return
+        batch = {key: f[key][()] for key in f}
+    batch["names"] = [n.decode() if isinstance(n, bytes) else n for n in batch["names"]]
+    with np.load(mask_file) as m:
+        batch["masks"], batch["has_mask"] = m["masks"], m["has_mask"]
+    with np.load(map_file) as h:
+        batch["heatmaps"] = h["heatmaps"]
+    writer.append(batch)
+
+
+def merge_issues(split_files: dict[str, str], out_json: str) -> None:
+    """Per-dataset issues.json: each split's counts and their total."""
+    per_split = {split: json.loads(Path(path).read_text()) for split, path in split_files.items()}
+    total: Counter = Counter()
+    for counts in per_split.values():
+        total.update(counts)
+    _write_json(out_json, {**per_split, "total": dict(sorted(total.items()))})
