@@ -87,3 +87,41 @@ def format_render_rows(rows: list[dict], count: int, msaa: int) -> str:
         name = f"{row['device']}: {row['renderer']}"[:40]
         lines.append(f"{name:<40} {row['end_to_end']:>17.1f} {row['rasterisation']:>16.1f} {ratio:>6.2f}")
     return "\n".join(lines)
+
+
+def bench_real(model: str | None = None, count: int = 48) -> dict[str, float]:
+    """Images per second on one core of each real-data stage, on an MPII+NZSL stand-in of `count` hands."""
+    import torch
+
+    from hand3d.datasets.standin import HandPhotographer
+    from hand3d.real_data import crop_shard, heatmap_shard, index_dataset, reader, segment_shard
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if model is None:
+            model = _inputs(workdir, None)[0]
+        photographer = HandPhotographer(model, seed=0)
+        reader("mpii_nzsl").write_demo(workdir / "raw", photographer, 0, train=count, test=1)
+        photographer.release()
+        paths = {k: str(workdir / f"{k}") for k in ("index.json", "crops.h5", "issues.json", "masks.npz", "maps.npz")}
+        stages = {
+            "index": lambda: index_dataset("mpii_nzsl", str(workdir / "raw"), "train", {}, paths["index.json"]),
+            "crop": lambda: crop_shard(paths["index.json"], 0, 1, paths["crops.h5"], paths["issues.json"], 22),
+            "segment (GrabCut)": lambda: segment_shard(paths["crops.h5"], paths["masks.npz"], {}),
+            "heatmaps": lambda: heatmap_shard(
+                paths["crops.h5"], paths["index.json"], paths["maps.npz"], "annotations", 80, 6.0
+            ),  # fmt: skip
+        }
+        rates = {}
+        for name, run in stages.items():
+            start = time.perf_counter()
+            run()
+            rates[name] = count / (time.perf_counter() - start)
+    return rates
+
+
+def format_real_rates(rates: dict[str, float], count: int) -> str:
+    lines = [f"hand3d bench real: {count} MPII+NZSL stand-in hands (1280x720 and smaller), one core"]
+    lines += [f"{name:<20} {rate:>10.1f} images/s" for name, rate in rates.items()]
+    return "\n".join(lines)

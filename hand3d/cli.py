@@ -68,6 +68,14 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_real(args: argparse.Namespace) -> int:
+    """Real-data stages (index, crop, GrabCut, heatmaps) on a stand-in: images per second on one core."""
+    from hand3d.bench import bench_real, format_real_rates
+
+    print(format_real_rates(bench_real(args.model, count=args.count), args.count))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hand3d", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--msaa", type=int, default=4, help="MSAA samples (default: %(default)s)")
     render.add_argument("--threads", type=int, default=1, help="CPU threads for torch and llvmpipe")
     render.set_defaults(run=cmd_bench_render)
+    real = bench.add_parser("real", help="real-data stages on a stand-in: index, crop, segment, heatmaps")
+    real.add_argument("--model", help="hand model npz (default: a procedural hand built for the run)")
+    real.add_argument("--count", type=int, default=48, help="stand-in hands (default: %(default)s)")
+    real.set_defaults(run=cmd_bench_real)
     return parser
 
 

@@ -104,6 +104,8 @@ rule heatmaps:
         npz=temp("results/real/{dataset}/{split}/heatmaps_{scatteritem}.npz"),
     log:
         "results/logs/heatmaps/{dataset}_{split}_{scatteritem}.log",
+    benchmark:
+        "results/benchmarks/heatmaps/{dataset}_{split}_{scatteritem}.tsv"
     conda:
         "../envs/hand3d.yaml"
     threads: 1

@@ -52,3 +52,11 @@ def test_bench_render_reports_every_egl_device(hand_model_path):
     assert rows and ("llvmpipe" in result.stdout or "NVIDIA" in result.stdout)
     end_to_end, rasterise, ratio = (float(x) for x in rows[0].split()[-3:])
     assert end_to_end > 0 and rasterise > 0 and 0 < ratio <= 1.5
+
+
+def test_bench_real_reports_every_stage(hand_model_path):
+    result = _hand3d("bench", "real", "--model", str(hand_model_path), "--count", "3")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.endswith(" images/s")]
+    rates = {line.rsplit(None, 2)[0].strip(): float(line.split()[-2]) for line in lines}
+    assert set(rates) == {"index", "crop", "segment (GrabCut)", "heatmaps"} and min(rates.values()) > 0
