@@ -213,3 +213,16 @@ def test_panoptic_and_freihand(built):
     np.testing.assert_allclose(freihand["keypoints_2d"][0], expected, atol=1e-3)
     np.testing.assert_allclose(freihand["keypoints_3d"][0], xyz, atol=1e-6)
     assert freihand["has_mask"][0] and freihand["masks"][0].sum() > 1000, "FreiHAND's own mask is used"
+
+
+@pytest.mark.workflow
+def test_a_root_in_the_wrong_layout_fails_naming_what_is_missing(tmp_path):
+    wrong = tmp_path / "not_hand_labels"
+    wrong.mkdir()
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["datasets"]["mpii_nzsl"]["root"] = str(wrong)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--cores", "1", "results/real/mpii_nzsl/test/samples.json", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "results/logs/read_annotations/mpii_nzsl_test.log").read_text()
+    assert str(wrong) in log and "manual_test" in log
