@@ -32,21 +32,17 @@ def inputs(tmp_path_factory, hand_model_path):
     return {"model": str(hand_model_path), "colors": str(colors), "backgrounds": str(backgrounds), "tmp": tmp}
 
 
+def _render(inputs, out):
+    """Shard 1 of the train split, 12 samples, seed 3."""
+    args = (inputs["model"], inputs["colors"], inputs["backgrounds"])
+    render_shard(str(out), *args, split="train", shard=1, count=COUNT, seed=3, sampler=SamplerConfig(),
+                 store_vertices=True, batch_size=5)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def shard(inputs):
     out = inputs["tmp"] / "shard.h5"
-    args = (inputs["model"], inputs["colors"], inputs["backgrounds"])
-    render_shard(
-        str(out),
-        *args,
-        split="train",
-        shard=1,
-        count=COUNT,
-        seed=3,
-        sampler=SamplerConfig(),
-        store_vertices=True,
-        batch_size=5,
-    )
+    _render(inputs, out)
     with open_packed(out) as f:
         data = {key: f[key][()] for key in f}
         attrs = dict(f.attrs)
@@ -110,18 +106,7 @@ def test_fields_and_attributes(shard):
 
 def test_same_seed_same_arrays(inputs, shard):
     again = inputs["tmp"] / "again.h5"
-    args = (inputs["model"], inputs["colors"], inputs["backgrounds"])
-    render_shard(
-        str(again),
-        *args,
-        split="train",
-        shard=1,
-        count=COUNT,
-        seed=3,
-        sampler=SamplerConfig(),
-        store_vertices=True,
-        batch_size=5,
-    )
+    _render(inputs, again)
     with open_packed(again) as f:
         assert f.attrs["content_sha256"] == shard[1]["content_sha256"]
         np.testing.assert_array_equal(f["images"][()], shard[0]["images"])
