@@ -50,12 +50,16 @@ _EGL_HELP = (
 )
 
 
-def create_context(device_index: int = 0):
-    """A standalone moderngl context on EGL device `device_index`, with a clear error when EGL is missing."""
+def create_context(device_index: int = 0, libegl: str | None = None):
+    """A standalone moderngl context on EGL device `device_index`, with a clear error when EGL is missing.
+
+    `libegl` names the EGL library to load (default: the system's libEGL.so.1).
+    """
     import moderngl
 
+    extra = {"libegl": libegl} if libegl else {}
     try:
-        return moderngl.create_standalone_context(backend="egl", device_index=device_index)
+        return moderngl.create_standalone_context(backend="egl", device_index=device_index, **extra)
     except Exception as error:  # moderngl raises plain Exceptions for loader failures
         raise RuntimeError(_EGL_HELP.format(error=error)) from error
 

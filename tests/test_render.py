@@ -72,3 +72,14 @@ def test_renderers_of_different_sizes_can_alternate(hand_model_path):
         shot = photographer.shoot(rng, width, height, left=i % 3 == 0)
         assert shot.mask.sum() > 100, f"frame {i} ({width}x{height}) lost its hand"
     photographer.release()
+
+
+def test_missing_egl_library_gives_a_clear_error():
+    import pytest
+
+    from hand3d.render import create_context
+
+    with pytest.raises(RuntimeError) as error:
+        create_context(libegl="libEGL_not_installed.so.1")
+    message = str(error.value)
+    assert "libEGL_not_installed.so.1" in message and "libegl1" in message and "libgl1-mesa-dri" in message
