@@ -104,13 +104,13 @@ def bench_real(model: str | None = None, count: int = 48) -> dict[str, float]:
         photographer = HandPhotographer(model, seed=0)
         reader("mpii_nzsl").write_demo(workdir / "raw", photographer, 0, train=count, test=1)
         photographer.release()
-        paths = {k: str(workdir / f"{k}") for k in ("index.json", "crops.h5", "issues.json", "masks.npz", "maps.npz")}
+        paths = {k: str(workdir / f"{k}") for k in ("index.json", "crops.h5", "issues.json", "masks.h5", "maps.h5")}
         stages = {
             "index": lambda: index_dataset("mpii_nzsl", str(workdir / "raw"), "train", {}, paths["index.json"]),
             "crop": lambda: crop_shard(paths["index.json"], 0, 1, paths["crops.h5"], paths["issues.json"], 22),
-            "segment (GrabCut)": lambda: segment_shard(paths["crops.h5"], paths["masks.npz"], {}),
+            "segment (GrabCut)": lambda: segment_shard(paths["crops.h5"], paths["masks.h5"], {}),
             "heatmaps": lambda: heatmap_shard(
-                paths["crops.h5"], paths["index.json"], paths["maps.npz"], "annotations", 80, 6.0
+                paths["crops.h5"], paths["index.json"], paths["maps.h5"], "annotations", 80, 6.0
             ),  # fmt: skip
         }
         rates = {}

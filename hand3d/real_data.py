@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 
 from hand3d.atomic import atomic_write
@@ -81,12 +83,45 @@ def shard_slice(total: int, shard: int, num_shards: int) -> slice:
     return slice(start, start + base + (shard < extra))
 
 
+BLOCK = 256  # samples held in memory at once: a shard of any size streams through the stages
+
+
+def _blocks(f, fields) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(start, {field: rows}) over an open HDF5 file, BLOCK samples at a time."""
+    count = len(f[next(iter(fields))])
+    for start in range(0, count, BLOCK):
+        yield start, {k: f[k][start : start + BLOCK] for k in fields}
+
+
+class _BlockWriter:
+    """Per-sample arrays of one shard (masks, heatmaps) written block by block into an HDF5 file, atomically:
+    the file appears under its name only when every block is in."""
+
+    def __init__(self, path: str, count: int):
+        self.path, self.count = Path(path), count
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+
+    def __enter__(self) -> _BlockWriter:
+        self.file = h5py.File(self.tmp, "w")
+        return self
+
+    def write(self, start: int, **arrays: np.ndarray) -> None:
+        for name, rows in arrays.items():
+            if name not in self.file:
+                chunks = (1, *rows.shape[1:]) if rows.ndim > 1 else True
+                self.file.create_dataset(name, (self.count, *rows.shape[1:]), rows.dtype, chunks=chunks,
+                                         compression="lzf")  # fmt: skip
+            self.file[name][start : start + len(rows)] = rows
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.file.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
 # --- crop -------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CroppedSample:
-    fields: dict
 
 
 def _read_rgb(path: str) -> np.ndarray | None:
@@ -163,67 +198,78 @@ def crop_shard(index_json: str, shard: int, num_shards: int, out_h5: str, out_is
     samples, meta = load_index(index_json)
     samples = samples[shard_slice(len(samples), shard, num_shards)]
     issues: Counter = Counter()
-    rows = [r for s in tqdm(samples, desc=f"crop {meta['dataset']} {meta['split']}", unit="img")
-            if (r := _crop_one(s, issues, box_scale)) is not None]  # fmt: skip
+    rows: list[dict] = []
     with PackedWriter(out_h5, meta["dataset"], meta["split"], num_params) as writer:
-        for start in range(0, len(rows), 64):
-            writer.append(_stack(rows[start : start + 64], num_params))
+        for sample in tqdm(samples, desc=f"crop {meta['dataset']} {meta['split']}", unit="img"):
+            if (row := _crop_one(sample, issues, box_scale)) is not None:
+                rows.append(row)
+            if len(rows) == BLOCK:
+                writer.append(_stack(rows, num_params))
+                rows = []
+        if rows:
+            writer.append(_stack(rows, num_params))
     _write_json(out_issues, dict(issues))
 
 
 # --- segment ------------------------------------------------------------------------------------------------------
 
 
-def segment_shard(crops_h5: str, out_npz: str, grabcut: dict) -> None:
+def segment_shard(crops_h5: str, out_h5: str, grabcut: dict) -> None:
     """Masks for one shard: the dataset's own where it has them, else GrabCut seeded with the skeleton."""
     from tqdm import tqdm
 
     from hand3d.segment import GrabCutConfig, grabcut_mask
 
     cfg = GrabCutConfig(**grabcut)
-    with open_packed(crops_h5) as f:
-        images, keypoints = f["images"][()], f["keypoints_2d"][()]
-        masks, has_mask = f["masks"][()], f["has_mask"][()]
-    for i in tqdm(np.flatnonzero(~has_mask), desc="grabcut", unit="img"):
-        mask = grabcut_mask(images[i], keypoints[i], cfg)
-        if mask is not None and mask.any():
-            masks[i], has_mask[i] = mask, True
-    atomic_write(out_npz, lambda tmp: np.savez(tmp, masks=masks, has_mask=has_mask))
+    with open_packed(crops_h5) as f, _BlockWriter(out_h5, len(f["images"])) as out:
+        progress = tqdm(total=len(f["images"]), desc="segment", unit="img")
+        for start, block in _blocks(f, ("images", "keypoints_2d", "masks", "has_mask")):
+            masks, has_mask = block["masks"], block["has_mask"]
+            for i in np.flatnonzero(~has_mask):
+                mask = grabcut_mask(block["images"][i], block["keypoints_2d"][i], cfg)
+                if mask is not None and mask.any():
+                    masks[i], has_mask[i] = mask, True
+            out.write(start, masks=masks, has_mask=has_mask)
+            progress.update(len(masks))
 
 
 # --- heatmaps -----------------------------------------------------------------------------------------------------
 
 
-def heatmap_shard(crops_h5: str, index_json: str, out_npz: str, source: str, size: int, sigma: float) -> None:
+def heatmap_shard(crops_h5: str, index_json: str, out_h5: str, source: str, size: int, sigma: float) -> None:
     """Keypoint heatmaps for one shard, from the annotations or an OpenPose-format detection folder."""
     from hand3d.heatmaps import gaussian_heatmaps
 
-    with open_packed(crops_h5) as f:
-        keypoints, boxes = f["keypoints_2d"][()], f["crop_box"][()]
-        names = [n.decode() if isinstance(n, bytes) else n for n in f["names"][()]]
-    if source != "annotations":
-        keypoints = _detected_keypoints(index_json, names, boxes, source)
-    maps = np.stack([gaussian_heatmaps(k, size, sigma) for k in keypoints]) if len(keypoints) else np.zeros(
-        (0, 21, size, size), np.uint8)  # fmt: skip
-    atomic_write(out_npz, lambda tmp: np.savez(tmp, heatmaps=maps))
+    detections = None if source == "annotations" else _Detections(index_json, source)
+    with open_packed(crops_h5) as f, _BlockWriter(out_h5, len(f["images"])) as out:
+        for start, block in _blocks(f, ("keypoints_2d", "crop_box", "names")):
+            keypoints = block["keypoints_2d"]
+            if detections is not None:
+                names = [n.decode() if isinstance(n, bytes) else n for n in block["names"]]
+                keypoints = detections.in_crops(names, block["crop_box"])
+            out.write(start, heatmaps=np.stack([gaussian_heatmaps(k, size, sigma) for k in keypoints]))
 
 
-def _detected_keypoints(index_json: str, names: list[str], boxes: np.ndarray, folder: str) -> np.ndarray:
-    """Detector keypoints mapped into each crop; zero confidence where the detector found nothing."""
-    from hand3d.heatmaps import detected_hand, openpose_json
+class _Detections:
+    """OpenPose-format detections of a split's images, looked up by sample name."""
 
-    samples, meta = load_index(index_json)
-    by_name = {s.name: s for s in samples}
-    out = np.zeros((len(names), 21, 3), np.float32)
-    for i, (name, box) in enumerate(zip(names, boxes, strict=True)):
-        sample = by_name[name]
-        path = openpose_json(folder, sample.image, meta["root"])
-        near = sample.keypoints_2d[sample.keypoints_2d[:, 2] > 0, :2].mean(axis=0)
-        hand = detected_hand(path, sample.is_left, near) if path else None
-        if hand is not None:
-            crop = CropBox(int(box[0]), int(box[1]), int(box[2]), bool(box[3]))
-            out[i] = to_crop(hand, crop)
-    return out
+    def __init__(self, index_json: str, folder: str):
+        samples, meta = load_index(index_json)
+        self.by_name, self.root, self.folder = {s.name: s for s in samples}, meta["root"], folder
+
+    def in_crops(self, names: list[str], boxes: np.ndarray) -> np.ndarray:
+        """Detected keypoints mapped into each crop; zero confidence where the detector found nothing."""
+        from hand3d.heatmaps import detected_hand, openpose_json
+
+        out = np.zeros((len(names), 21, 3), np.float32)
+        for i, (name, box) in enumerate(zip(names, boxes, strict=True)):
+            sample = self.by_name[name]
+            path = openpose_json(self.folder, sample.image, self.root)
+            near = sample.keypoints_2d[sample.keypoints_2d[:, 2] > 0, :2].mean(axis=0)
+            hand = detected_hand(path, sample.is_left, near) if path else None
+            if hand is not None:
+                out[i] = to_crop(hand, CropBox(int(box[0]), int(box[1]), int(box[2]), bool(box[3])))
+        return out
 
 
 # --- pack ---------------------------------------------------------------------------------------------------------
@@ -232,11 +278,12 @@ def _detected_keypoints(index_json: str, names: list[str], boxes: np.ndarray, fo
 def pack_real(crops: list[str], masks: list[str], heatmaps: list[str], out_h5: str, dataset: str, split: str,
               index_json: str, crop_issues: list[str], out_issues: str) -> None:  # fmt: skip
     """Gather a split's shards into results/datasets/<dataset>_<split>.h5 and sum its issue counts."""
-    first_maps = np.load(heatmaps[0])["heatmaps"]
-    num_params = None
     with open_packed(crops[0]) as f:
         num_params = int(f.attrs["num_params"])
-    size = first_maps.shape[-1]
+    size = None  # shards left empty by the crop stage hold no heatmaps
+    for path in heatmaps:
+        with h5py.File(path, "r") as h:
+            size = h["heatmaps"].shape[-1] if "heatmaps" in h else size
     with PackedWriter(out_h5, dataset, split, num_params, heatmap_size=size) as writer:
         for crop_file, mask_file, map_file in zip(crops, masks, heatmaps, strict=True):
             _append_shard(writer, crop_file, mask_file, map_file)
@@ -247,16 +294,13 @@ def pack_real(crops: list[str], masks: list[str], heatmaps: list[str], out_h5: s
 
 
 def _append_shard(writer: PackedWriter, crop_file: str, mask_file: str, map_file: str) -> None:
-    with open_packed(crop_file) as f:
-        if len(f["images"]) == 0:
-            return
-        batch = {key: f[key][()] for key in f}
-    batch["names"] = [n.decode() if isinstance(n, bytes) else n for n in batch["names"]]
-    with np.load(mask_file) as m:
-        batch["masks"], batch["has_mask"] = m["masks"], m["has_mask"]
-    with np.load(map_file) as h:
-        batch["heatmaps"] = h["heatmaps"]
-    writer.append(batch)
+    with open_packed(crop_file) as f, h5py.File(mask_file, "r") as m, h5py.File(map_file, "r") as h:
+        for start, batch in _blocks(f, list(f)):
+            stop = start + len(batch["images"])
+            batch["names"] = [n.decode() if isinstance(n, bytes) else n for n in batch["names"]]
+            batch["masks"], batch["has_mask"] = m["masks"][start:stop], m["has_mask"][start:stop]
+            batch["heatmaps"] = h["heatmaps"][start:stop]
+            writer.append(batch)
 
 
 def merge_issues(split_files: dict[str, str], out_json: str) -> None:

@@ -55,6 +55,9 @@ def grabcut_mask(image: np.ndarray, keypoints: np.ndarray, cfg: GrabCutConfig = 
     if not (mask == cv2.GC_BGD).any() or not (mask == cv2.GC_PR_BGD).any():
         mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = cv2.GC_BGD  # GrabCut needs some background
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    # GrabCut seeds its colour models from OpenCV's global RNG: reset it so that a mask depends on its crop alone,
+    # not on how many masks the process made before (shard sizes, sample order).
+    cv2.setRNGSeed(0)
     cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), mask, None, background, foreground, cfg.iterations,
                 cv2.GC_INIT_WITH_MASK)  # fmt: skip
     return ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)

@@ -78,7 +78,7 @@ rule segment:
     input:
         h5="results/real/{dataset}/{split}/crops_{scatteritem}.h5",
     output:
-        npz=temp("results/real/{dataset}/{split}/masks_{scatteritem}.npz"),
+        h5=temp("results/real/{dataset}/{split}/masks_{scatteritem}.h5"),
     log:
         "results/logs/segment/{dataset}_{split}_{scatteritem}.log",
     benchmark:
@@ -101,7 +101,7 @@ rule heatmaps:
         h5="results/real/{dataset}/{split}/crops_{scatteritem}.h5",
         index="results/real/{dataset}/{split}/samples.json",
     output:
-        npz=temp("results/real/{dataset}/{split}/heatmaps_{scatteritem}.npz"),
+        h5=temp("results/real/{dataset}/{split}/heatmaps_{scatteritem}.h5"),
     log:
         "results/logs/heatmaps/{dataset}_{split}_{scatteritem}.log",
     benchmark:
@@ -122,9 +122,9 @@ rule heatmaps:
 rule pack_real:
     input:
         crops=gather.real("results/real/{{dataset}}/{{split}}/crops_{scatteritem}.h5"),
-        masks=gather.real("results/real/{{dataset}}/{{split}}/masks_{scatteritem}.npz"),
+        masks=gather.real("results/real/{{dataset}}/{{split}}/masks_{scatteritem}.h5"),
         heatmaps=gather.real(
-            "results/real/{{dataset}}/{{split}}/heatmaps_{scatteritem}.npz"
+            "results/real/{{dataset}}/{{split}}/heatmaps_{scatteritem}.h5"
         ),
         crop_issues=gather.real(
             "results/real/{{dataset}}/{{split}}/crop_issues_{scatteritem}.json"

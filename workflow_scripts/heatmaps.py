@@ -11,7 +11,7 @@ def main(smk) -> None:
     from hand3d.runlog import logged
 
     with logged(smk.log[0]):
-        heatmap_shard(smk.input.h5, smk.input.index, smk.output.npz, **smk.params.heatmaps)
+        heatmap_shard(smk.input.h5, smk.input.index, smk.output.h5, **smk.params.heatmaps)
 
 
 if __name__ == "__main__":

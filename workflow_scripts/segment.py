@@ -11,7 +11,7 @@ def main(smk) -> None:
     from hand3d.runlog import logged
 
     with logged(smk.log[0]):
-        segment_shard(smk.input.h5, smk.output.npz, smk.params.grabcut)
+        segment_shard(smk.input.h5, smk.output.h5, smk.params.grabcut)
 
 
 if __name__ == "__main__":

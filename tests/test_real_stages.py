@@ -1,0 +1,51 @@
+"""The real-data stage functions stream shards block by block: the block size and empty shards change nothing."""
+
+from __future__ import annotations
+
+import pytest
+from test_real_workflow import write_hand_labels
+
+from hand3d import real_data
+from hand3d.h5io import validate_packed
+
+
+def _run(tmp, index, shards: int) -> str:
+    crops, masks, maps, issues = [], [], [], []
+    for shard in range(shards):
+        paths = [str(tmp / f"{kind}_{shard}.{ext}") for kind, ext in
+                 (("crops", "h5"), ("issues", "json"), ("masks", "h5"), ("maps", "h5"))]  # fmt: skip
+        real_data.crop_shard(index, shard, shards, paths[0], paths[1], num_params=22)
+        real_data.segment_shard(paths[0], paths[2], {"iterations": 2})
+        real_data.heatmap_shard(paths[0], index, paths[3], "annotations", 40, 6.0)
+        crops.append(paths[0]), issues.append(paths[1]), masks.append(paths[2]), maps.append(paths[3])
+    out = str(tmp / "packed.h5")
+    real_data.pack_real(crops, masks, maps, out, "mpii_nzsl", "test", index, issues, str(tmp / "issues.json"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stages")
+    write_hand_labels(tmp / "hand_labels")
+    path = str(tmp / "index.json")
+    real_data.index_dataset("mpii_nzsl", str(tmp / "hand_labels"), "test", {}, path)
+    return path
+
+
+def test_block_size_and_empty_shards_change_nothing(index, tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    reference = validate_packed(_run(tmp_path / "a", index, shards=1))
+    monkeypatch.setattr(real_data, "BLOCK", 1)
+    streamed = validate_packed(_run(tmp_path / "b", index, shards=4))  # 2 samples over 4 shards: 2 are empty
+    assert reference["num_samples"] == streamed["num_samples"] == 2
+    assert reference["content_sha256"] == streamed["content_sha256"]
+    assert streamed["heatmap_size"] == (40, 40)
+
+
+def test_stage_outputs_appear_only_when_complete(index, tmp_path):
+    crops = str(tmp_path / "crops.h5")
+    real_data.crop_shard(index, 0, 1, crops, str(tmp_path / "issues.json"), num_params=22)
+    with pytest.raises(TypeError):
+        real_data.segment_shard(crops, str(tmp_path / "masks.h5"), {"no_such_option": 1})
+    assert not list(tmp_path.glob("*masks*")), "nothing half-written is left"
