@@ -30,6 +30,10 @@ def shard_index(wildcards) -> int:
     return scatter_position(wildcards)[0]
 
 
+def shard_total(wildcards) -> int:
+    return scatter_position(wildcards)[1]
+
+
 def shard_count(wildcards) -> int:
     """Samples in this shard: the split's total spread evenly over the shards."""
     index, count = scatter_position(wildcards)

@@ -67,6 +67,7 @@ rule crop:
         runtime=60,
     params:
         shard=shard_index,
+        shards=shard_total,
         box_scale=lookup(dpath="real/box_scale", within=config),
         num_params=num_params,
         version=versions.REAL_DATA,

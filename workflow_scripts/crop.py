@@ -11,9 +11,15 @@ def main(smk) -> None:
     from hand3d.runlog import logged
 
     with logged(smk.log[0]):
-        index, count = smk.params.shard, int(smk.wildcards.scatteritem.split("-of-")[1])
-        crop_shard(smk.input.index, index, count, smk.output.h5, smk.output.issues, smk.params.num_params,
-                   box_scale=smk.params.box_scale)  # fmt: skip
+        crop_shard(
+            smk.input.index,
+            smk.params.shard,
+            smk.params.shards,
+            smk.output.h5,
+            smk.output.issues,
+            smk.params.num_params,
+            box_scale=smk.params.box_scale,
+        )
 
 
 if __name__ == "__main__":
