@@ -543,7 +543,8 @@ def validate_packed(path: str | os.PathLike, verify_checksum: bool = True) -> di
         }
 
 
-def _read(dataset: h5py.Dataset, selection) -> np.ndarray:
+def read_field(dataset: h5py.Dataset, selection=slice(None)) -> np.ndarray:
+    """Rows of a packed dataset; string datasets (``names``) come back as an object array of str."""
     if h5py.check_string_dtype(dataset.dtype) is not None:
         return np.asarray(dataset.asstr()[selection], dtype=object)
     return dataset[selection]
@@ -568,9 +569,9 @@ def read_samples(
         if missing:
             raise KeyError(f"{path}: no datasets {missing}")
         if not wanted.size:
-            return {name: _read(f[name], slice(0, 0)) for name in names}
+            return {name: read_field(f[name], slice(0, 0)) for name in names}
         unique, inverse = np.unique(wanted % count, return_inverse=True)
-        return {name: _read(f[name], unique)[inverse] for name in names}
+        return {name: read_field(f[name], unique)[inverse] for name in names}
 
 
 # ---------------------------------------------------------------- concatenation
@@ -614,5 +615,5 @@ def concat_packed(
             with open_packed(path) as f:
                 for start in range(0, count, block_samples):
                     block = slice(start, min(start + block_samples, count))
-                    writer.append({name: _read(f[name], block) for name in writer.shapes})
+                    writer.append({name: read_field(f[name], block) for name in writer.shapes})
                     progress.update(block.stop - block.start)

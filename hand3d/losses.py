@@ -25,7 +25,6 @@ __all__ = [
     "keypoint_2d_loss",
     "keypoint_3d_loss",
     "mask_loss",
-    "mask_weight",
     "pretrain_loss",
     "regularisation",
     "training_loss",
@@ -92,11 +91,6 @@ class TrainWeights:
     def mask_weight(self, step: int, total_steps: int) -> float:
         """``mask`` before ``mask_decay_start * total_steps``, ``mask_late`` from then on."""
         return self.mask if step < self.mask_decay_start * total_steps else self.mask_late
-
-
-def mask_weight(step: int, total_steps: int, weights: TrainWeights | None = None) -> float:
-    """The mask loss weight at ``step`` of ``total_steps`` (see :class:`TrainWeights`)."""
-    return (weights or TrainWeights()).mask_weight(step, total_steps)
 
 
 # ---------------------------------------------------------------- terms

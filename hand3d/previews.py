@@ -7,7 +7,7 @@ import numpy as np
 
 from hand3d.atomic import atomic_write
 from hand3d.drawing import draw_mask_outline, draw_skeleton, tile
-from hand3d.h5io import open_packed
+from hand3d.h5io import open_packed, read_field
 
 
 def packed_preview(h5_path: str, out_png: str, count: int = 16, columns: int = 4) -> np.ndarray:
@@ -16,13 +16,12 @@ def packed_preview(h5_path: str, out_png: str, count: int = 16, columns: int = 4
         n = len(f["images"])
         indices = np.unique(np.linspace(0, n - 1, min(count, n)).astype(int))
         images, keypoints = f["images"][indices], f["keypoints_2d"][indices]
-        masks, has_mask, names = f["masks"][indices], f["has_mask"][indices], f["names"][indices]
+        masks, has_mask, names = f["masks"][indices], f["has_mask"][indices], read_field(f["names"], indices)
     tiles = []
     for img, kp, mask, with_mask, name in zip(images, keypoints, masks, has_mask, names, strict=True):
         annotated = draw_mask_outline(img, mask) if with_mask else img
         annotated = draw_skeleton(annotated, kp)
-        label = name.decode() if isinstance(name, bytes) else str(name)
-        cv2.putText(annotated, label[-28:], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(annotated, name[-28:], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(annotated)
     grid = tile(tiles, columns)
     atomic_write(out_png, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)))

@@ -22,7 +22,7 @@ import numpy as np
 from hand3d.atomic import atomic_write
 from hand3d.crop import CROP_SIZE, CropBox, crop_box, crop_image, crop_keypoints, to_crop, visible_inside
 from hand3d.datasets.base import RawSample
-from hand3d.h5io import PackedWriter, open_packed
+from hand3d.h5io import PackedWriter, open_packed, read_field
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _blocks(f, fields) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """(start, {field: rows}) over an open HDF5 file, BLOCK samples at a time."""
     count = len(f[next(iter(fields))])
     for start in range(0, count, BLOCK):
-        yield start, {k: f[k][start : start + BLOCK] for k in fields}
+        yield start, {k: read_field(f[k], slice(start, start + BLOCK)) for k in fields}
 
 
 class _BlockWriter:
@@ -153,8 +153,8 @@ def _crop_one(sample: RawSample, issues: Counter, box_scale: float) -> dict | No
         "names": sample.name,
     }
     if sample.keypoints_3d is not None:
-        fields["keypoints_3d"] = sample.keypoints_3d * np.array([-1, 1, 1], np.float32) if sample.is_left else (
-            sample.keypoints_3d)  # fmt: skip
+        mirror = np.array([-1 if sample.is_left else 1, 1, 1], np.float32)  # X' = -X for mirrored left hands
+        fields["keypoints_3d"] = sample.keypoints_3d * mirror
     mask = _dataset_mask(sample, box, issues)
     if mask is not None:
         fields["masks"] = mask
@@ -245,8 +245,7 @@ def heatmap_shard(crops_h5: str, index_json: str, out_h5: str, source: str, size
         for start, block in _blocks(f, ("keypoints_2d", "crop_box", "names")):
             keypoints = block["keypoints_2d"]
             if detections is not None:
-                names = [n.decode() if isinstance(n, bytes) else n for n in block["names"]]
-                keypoints = detections.in_crops(names, block["crop_box"])
+                keypoints = detections.in_crops(list(block["names"]), block["crop_box"])
             out.write(start, heatmaps=np.stack([gaussian_heatmaps(k, size, sigma) for k in keypoints]))
 
 
@@ -297,7 +296,6 @@ def _append_shard(writer: PackedWriter, crop_file: str, mask_file: str, map_file
     with open_packed(crop_file) as f, h5py.File(mask_file, "r") as m, h5py.File(map_file, "r") as h:
         for start, batch in _blocks(f, list(f)):
             stop = start + len(batch["images"])
-            batch["names"] = [n.decode() if isinstance(n, bytes) else n for n in batch["names"]]
             batch["masks"], batch["has_mask"] = m["masks"][start:stop], m["has_mask"][start:stop]
             batch["heatmaps"] = h["heatmaps"][start:stop]
             writer.append(batch)

@@ -15,7 +15,6 @@ from hand3d.losses import (
     keypoint_2d_loss,
     keypoint_3d_loss,
     mask_loss,
-    mask_weight,
     pretrain_loss,
     regularisation,
     training_loss,
@@ -213,9 +212,10 @@ def test_mask_weight_decays_late_in_training():
     assert TrainWeights() == TrainWeights(
         keypoints_2d=4, keypoints_3d=100, mask=100, mask_late=10, mask_decay_start=0.8, regularisation=10
     )
+    mask_weight = TrainWeights().mask_weight
     assert mask_weight(0, 1000) == 100 and mask_weight(799, 1000) == 100
     assert mask_weight(800, 1000) == 10 and mask_weight(999, 1000) == 10
-    assert mask_weight(500, 1000, TrainWeights(mask_decay_start=0.5, mask_late=1)) == 1
+    assert TrainWeights(mask_decay_start=0.5, mask_late=1).mask_weight(500, 1000) == 1
 
 
 def _prediction(hand_layer, params: torch.Tensor) -> Prediction:

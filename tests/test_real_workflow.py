@@ -18,7 +18,7 @@ import yaml
 from scipy.io import savemat
 from test_workflow import TINY, snakemake
 
-from hand3d.h5io import open_packed
+from hand3d.h5io import open_packed, read_field
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(7)
@@ -154,8 +154,8 @@ def built(tmp_path_factory):
 
 def _packed(work: Path, name: str) -> dict:
     with open_packed(work / "results" / "datasets" / f"{name}.h5") as f:
-        data = {key: f[key][()] for key in f}
-    data["names"] = [n.decode() if isinstance(n, bytes) else n for n in data["names"]]
+        data = {key: read_field(f[key]) for key in f}
+    data["names"] = list(data["names"])
     return data
 
 
