@@ -7,6 +7,8 @@ order of `hand3d.keypoints`. Units are metres in the model's frame; batched; run
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 
@@ -35,17 +37,19 @@ class HandLayer(torch.nn.Module):
         super().__init__()
         arrays = load_hand_model_arrays(model_path)
         self.num_pca = num_pca
-        self.mano = smplx.MANO(
-            str(model_path),
-            data_struct=Struct(**arrays),
-            use_pca=True,
-            num_pca_comps=num_pca,
-            flat_hand_mean=False,
-            create_global_orient=False,
-            create_hand_pose=False,
-            create_betas=False,
-            create_transl=False,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning that MANO has 10 betas: it does
+            self.mano = smplx.MANO(
+                str(model_path),
+                data_struct=Struct(**arrays),
+                use_pca=True,
+                num_pca_comps=num_pca,
+                flat_hand_mean=False,
+                create_global_orient=False,
+                create_hand_pose=False,
+                create_betas=False,
+                create_transl=False,
+                create_body_pose=False,  # smplx's SMPL base would add an unused parameter (DDP refuses those)
+            )
         self.register_buffer("tip_vertex_ids", torch.as_tensor(arrays["tip_vertex_ids"], dtype=torch.long))
         self.register_buffer("to_openpose", torch.tensor(MANO_TO_OPENPOSE.tolist(), dtype=torch.long))
 
