@@ -30,3 +30,19 @@ def hand_layer(hand_model_path):
     from hand3d.hand_layer import HandLayer
 
     return HandLayer(hand_model_path, num_pca=6)
+
+
+@pytest.fixture(scope="session")
+def synthetic_packed(tmp_path_factory, hand_model_path) -> Path:
+    """32 real synthetic renders of the procedural hand in the packed layout (a few seconds)."""
+    from hand3d.backgrounds import build_backgrounds
+    from hand3d.skin_colors import build_colors
+    from hand3d.synthetic import SamplerConfig, render_shard
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    colors, backgrounds = folder / "colors.npz", folder / "backgrounds.h5"
+    build_colors(str(colors), str(hand_model_path), count=2, seed=0)
+    build_backgrounds(str(backgrounds), folder=None, size=320, procedural=2, seed=0)
+    out = folder / "synthetic_train.h5"
+    render_shard(str(out), str(hand_model_path), str(colors), str(backgrounds), "train", 0, 32, 0, SamplerConfig())
+    return out

@@ -1,0 +1,246 @@
+"""Training batches from packed HDF5 files (DESIGN section 2): mixed sources, deterministic per step, no decoding.
+
+A :class:`PackedBatches` is an endless stream of whole batches. Batch ``k`` is drawn from its own random generator
+seeded with ``(seed, rank, k)``: how many samples each source gives (multinomial over the source weights), which
+samples (uniform, without repeats within a source where it has enough), and the per-sample augmentation parameters
+(:func:`hand3d.augment.draw_augmentation`). So the stream is the same whatever the number of reader threads, and a
+run resumed at step ``k`` sees exactly the batches an uninterrupted run would have seen.
+
+Reading (:class:`hand3d.packed_rows.PackedRows`): images, masks and heatmaps are stored raw, one sample per chunk,
+so each row is one ``pread`` from the file (page cache) straight into a pinned buffer, by reader threads that run
+in parallel (the GIL is released): no decoding, no worker processes, no copy between processes or into pinned
+memory. :func:`device_batches` then copies the batch to the GPU on a side stream ahead of its use. Samples stay in
+crop pixels at 320x320; resizing and augmentation happen on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import torch
+
+from hand3d.augment import AUGMENT_COLUMNS, AugmentConfig, draw_augmentation
+from hand3d.h5io import open_packed
+from hand3d.packed_rows import PackedRows
+
+__all__ = [
+    "PRETRAIN_FIELDS",
+    "TRAIN_FIELDS",
+    "PackedBatches",
+    "Source",
+    "device_batches",
+    "source_counts",
+    "to_device",
+]
+
+PRETRAIN_FIELDS = ("images", "params", "keypoints_2d")
+TRAIN_FIELDS = ("images", "keypoints_2d", "keypoints_3d", "has_3d", "masks", "has_mask")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One packed file and its share of each batch (weights are relative)."""
+
+    path: str
+    weight: float = 1.0
+
+
+def source_counts(sources: Sequence[Source]) -> list[int]:
+    """Sample counts of the packed files; ValueError naming a file that is empty or has a bad weight."""
+    counts = []
+    for source in sources:
+        if not source.weight > 0:
+            raise ValueError(f"{source.path}: dataset weight must be > 0, got {source.weight}")
+        with open_packed(source.path) as f:
+            count = f["images"].shape[0]
+        if count == 0:
+            raise ValueError(f"{source.path}: no samples to train on")
+        counts.append(count)
+    return counts
+
+
+def _check_fields(sources: Sequence[Source], fields: Sequence[str]) -> None:
+    for source in sources:
+        with h5py.File(source.path, "r") as f:
+            missing = [name for name in fields if name not in f]
+        if missing:
+            raise KeyError(f"{source.path}: the packed file has no {missing}, needed for training")
+
+
+def all_have(sources: Sequence[Source], field: str) -> bool:
+    """Whether every source stores ``field`` (e.g. the optional ``heatmaps``)."""
+    for source in sources:
+        with h5py.File(source.path, "r") as f:
+            if field not in f:
+                return False
+    return True
+
+
+class PackedBatches:
+    """Batches of ``fields`` from ``sources``: dicts of CPU tensors, plus the ``augment`` parameters.
+
+    ``batch_size`` samples per batch (this process's share under DDP); ``rank`` separates the streams of DDP
+    processes; ``start_step`` is the first batch's index (resume). ``threads`` reader threads share each batch's
+    rows. Boolean fields come as bool tensors, the rest in their stored dtype (images and masks uint8).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        batch_size: int,
+        fields: Sequence[str],
+        seed: int = 0,
+        rank: int = 0,
+        start_step: int = 0,
+        augment: AugmentConfig | None = None,
+        threads: int = 1,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.sources = list(sources)
+        self.counts = source_counts(self.sources)
+        _check_fields(self.sources, fields)
+        self.batch_size = batch_size
+        self.fields = tuple(fields)
+        self.seed, self.rank, self.start_step = seed, rank, start_step
+        self.augment = augment or AugmentConfig()
+        weights = np.array([s.weight for s in self.sources], dtype=np.float64)
+        self.probabilities = weights / weights.sum()
+        self.files = [PackedRows(s.path, self.fields) for s in self.sources]
+        _check_row_shapes(self.files, self.fields)
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hand3d-read") if self.threads > 1 else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for f in self.files:
+            f.close()
+
+    def allocate(self, pin: bool = False) -> dict[str, torch.Tensor]:
+        """Empty host tensors for one batch (pinned for asynchronous copies to a GPU)."""
+        first = self.files[0]
+        out = {
+            name: torch.empty((self.batch_size, *first.row_shapes[name]), dtype=_torch_dtype(first.dtypes[name]))
+            for name in self.fields
+        }
+        out["augment"] = torch.empty((self.batch_size, len(AUGMENT_COLUMNS)), dtype=torch.float32)
+        return {k: v.pin_memory() for k, v in out.items()} if pin else out
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """Batch number ``step`` of the stream (the same every time it is asked for)."""
+        out = self.allocate()
+        self.fill(step, out)
+        return out
+
+    def fill(self, step: int, out: dict[str, torch.Tensor]) -> None:
+        """Read batch ``step`` into the tensors of :meth:`allocate`."""
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        per_source = rng.multinomial(self.batch_size, self.probabilities)
+        picks = [_pick(rng, count, n) for count, n in zip(self.counts, per_source, strict=True)]
+        out["augment"].numpy()[...] = draw_augmentation(rng, self.batch_size, self.augment)
+        jobs, row = [], 0
+        for f, indices in zip(self.files, picks, strict=True):
+            for part in np.array_split(np.arange(len(indices)), self.threads):
+                if len(part):
+                    jobs.append((f, indices[part], row + part[0]))
+            row += len(indices)
+        arrays = {name: out[name].numpy() for name in self.fields}
+
+        def read(job) -> None:
+            f, indices, first = job
+            for name in self.fields:
+                f.read(name, indices, arrays[name][first : first + len(indices)])
+
+        if self._pool is None:
+            for job in jobs:
+                read(job)
+        else:
+            for done in [self._pool.submit(read, job) for job in jobs]:
+                done.result()
+
+
+def _check_row_shapes(files: list[PackedRows], fields: Sequence[str]) -> None:
+    for f in files[1:]:
+        for name in fields:
+            if f.row_shapes[name] != files[0].row_shapes[name]:
+                raise ValueError(
+                    f"{f.path}: {name} has shape {f.row_shapes[name]} per sample, "
+                    f"but {files[0].path} has {files[0].row_shapes[name]}"
+                )
+
+
+def _pick(rng: np.random.Generator, count: int, n: int) -> np.ndarray:
+    """``n`` sample indices of ``count``, distinct where possible, sorted (sequential reads)."""
+    return np.sort(rng.choice(count, size=n, replace=n > count))
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+
+
+def device_batches(stream: PackedBatches, device: torch.device, depth: int = 3) -> Iterator[dict]:
+    """Endless batches from ``stream.start_step`` on, on ``device``.
+
+    On CUDA a background thread reads batch ``k + 1 ... k + depth`` into pinned buffers (the stream's reader
+    threads) and copies each on a side stream while the training stream computes batch ``k``: the thread launching
+    the training kernels never waits for the disk or the copy.
+    """
+    if device.type != "cuda":
+        step = stream.start_step
+        while True:
+            yield stream.batch(step)
+            step += 1
+    ready: queue.Queue = queue.Queue(maxsize=depth - 1)
+    stop = threading.Event()
+    thread = threading.Thread(target=_read_ahead, args=(stream, device, depth, ready, stop), daemon=True)
+    thread.start()
+    main = torch.cuda.current_stream(device)
+    try:
+        while True:
+            item = ready.get()
+            if isinstance(item, BaseException):
+                raise item
+            batch, copied = item
+            main.wait_event(copied)
+            for tensor in batch.values():
+                tensor.record_stream(main)  # allocated on the side stream, used on this one
+            yield batch
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+
+
+def _read_ahead(stream: PackedBatches, device: torch.device, depth: int, ready: queue.Queue, stop) -> None:
+    try:
+        side = torch.cuda.Stream(device)
+        buffers = [stream.allocate(pin=True) for _ in range(depth)]
+        copies: list[torch.cuda.Event | None] = [None] * depth
+        step = stream.start_step
+        while not stop.is_set():
+            slot = step % depth
+            if copies[slot] is not None:
+                copies[slot].synchronize()  # the buffer's previous copy to the device is done
+            stream.fill(step, buffers[slot])
+            with torch.cuda.stream(side):
+                moved = to_device(buffers[slot], device)
+                copies[slot] = torch.cuda.Event()
+                copies[slot].record(side)
+            ready.put((moved, copies[slot]))
+            step += 1
+    except BaseException as error:  # handed to the consuming thread, which raises it
+        ready.put(error)
+
+
+def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a batch on ``device``."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

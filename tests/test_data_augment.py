@@ -1,0 +1,157 @@
+"""Training batches from packed files and the on-device augmentation: determinism, mixing, label consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hand3d.augment import AugmentConfig, augment_batch, render_heatmaps
+from hand3d.camera import project_weak_perspective
+from hand3d.data import PRETRAIN_FIELDS, TRAIN_FIELDS, PackedBatches, Source, device_batches
+from hand3d.h5io import PackedWriter, read_samples
+
+OFF = AugmentConfig(enabled=False)
+
+
+def test_batch_is_a_function_of_the_step_whatever_the_threads(synthetic_packed):
+    source = [Source(str(synthetic_packed))]
+    expected = [PackedBatches(source, 6, TRAIN_FIELDS, seed=3).batch(step) for step in range(5, 9)]
+    for threads in (1, 3):
+        stream = PackedBatches(source, 6, TRAIN_FIELDS, seed=3, start_step=5, threads=threads)
+        got = [batch for batch, _ in zip(device_batches(stream, torch.device("cpu")), range(4), strict=False)]
+        stream.close()
+        for want, have in zip(expected, got, strict=True):
+            for name in (*TRAIN_FIELDS, "augment"):
+                assert torch.equal(want[name], have[name]), (threads, name)
+    assert not torch.equal(expected[0]["images"], expected[1]["images"])
+
+
+def test_rows_read_by_offset_equal_h5py_and_other_layouts_fall_back(synthetic_packed, tmp_path):
+    import h5py
+
+    from hand3d.packed_rows import PackedRows
+
+    rows = PackedRows(synthetic_packed, ["images", "masks", "keypoints_2d"])
+    assert set(rows.offsets) == {"images", "masks"} and set(rows.arrays) == {"keypoints_2d"}
+    compressed = tmp_path / "compressed.h5"
+    with h5py.File(synthetic_packed) as f, h5py.File(compressed, "w") as g:
+        g.create_dataset("images", data=f["images"][:], chunks=(1, 320, 320, 3), compression="gzip")
+        stored = f["images"][[3, 9, 30]]
+    fallback = PackedRows(compressed, ["images"])
+    assert not fallback.offsets and "images" in fallback.arrays
+    for reader in (rows, fallback):
+        out = np.empty((3, 320, 320, 3), np.uint8)
+        reader.read("images", np.array([3, 9, 30]), out)
+        np.testing.assert_array_equal(out, stored)
+        reader.close()
+
+
+def test_rows_are_the_stored_samples(synthetic_packed):
+    stream = PackedBatches([Source(str(synthetic_packed))], 5, PRETRAIN_FIELDS, seed=0)
+    rng = np.random.default_rng([0, 0, 7])  # the stream's own draw for step 7
+    rng.multinomial(5, [1.0])
+    picks = np.sort(rng.choice(32, size=5, replace=False))
+    stored = read_samples(synthetic_packed, picks, PRETRAIN_FIELDS)
+    batch = stream.batch(7)
+    for name in PRETRAIN_FIELDS:
+        np.testing.assert_array_equal(batch[name].numpy(), stored[name])
+
+
+def _copy_with_params_removed(src, dst):
+    data = read_samples(src, range(8), ["images", "keypoints_2d", "names"])
+    data["keypoints_2d"][..., 0] += 0.25  # told apart from the source's rows
+    with PackedWriter(dst, source="other", split="train", num_params=22) as writer:
+        writer.append(data)
+
+
+def test_sources_are_mixed_by_weight(synthetic_packed, tmp_path):
+    other = tmp_path / "other.h5"
+    _copy_with_params_removed(synthetic_packed, other)
+    stream = PackedBatches([Source(str(synthetic_packed), 3.0), Source(str(other), 1.0)], 40, ["keypoints_2d"])
+    from_first = []
+    for step in range(50):
+        batch = stream.batch(step)
+        rows = batch["keypoints_2d"].numpy()
+        first = read_samples(synthetic_packed, range(32), ["keypoints_2d"])["keypoints_2d"]
+        from_first.append(sum(any(np.array_equal(r, f) for f in first) for r in rows))
+    assert 0.70 < np.mean(from_first) / 40 < 0.80  # 3:1
+
+
+def test_bad_sources_are_named(synthetic_packed, tmp_path):
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        PackedBatches([Source(str(synthetic_packed), 0.0)], 4, ["images"])
+    other = tmp_path / "other.h5"
+    _copy_with_params_removed(synthetic_packed, other)
+    with pytest.raises(KeyError, match="other.h5.*heatmaps"):
+        PackedBatches([Source(str(other))], 4, ["images", "heatmaps"])
+
+
+def _batch(packed, augment: AugmentConfig, n: int = 8) -> dict:
+    fields = (*TRAIN_FIELDS, "params")
+    return PackedBatches([Source(str(packed))], n, fields, seed=1, augment=augment).batch(0)
+
+
+def test_identity_augmentation_is_a_plain_resize(synthetic_packed):
+    batch = _batch(synthetic_packed, OFF)
+    out = augment_batch(batch, 96)
+    resized = F.interpolate(batch["images"].permute(0, 3, 1, 2).float(), size=(96, 96), mode="bilinear")
+    torch.testing.assert_close(out["images"], resized, atol=0.01, rtol=0)  # float rounding of 0-255 values
+    torch.testing.assert_close(out["keypoints_2d"], batch["keypoints_2d"])
+    torch.testing.assert_close(out["params"], batch["params"])
+    torch.testing.assert_close(out["masks"], batch["masks"].float())
+
+
+def test_zoom_and_shift_move_pixels_labels_and_camera_together(synthetic_packed):
+    batch = _batch(synthetic_packed, AugmentConfig(brightness=0, contrast=0, saturation=0, noise=0))
+    assert (batch["augment"][:, 0] != 1).all()
+    out = augment_batch(batch, 320)
+    # The camera moved with the pixels: the moved params project the 3D keypoints onto the moved 2D keypoints.
+    projected = project_weak_perspective(batch["keypoints_3d"], out["params"][:, :3])
+    visible = out["keypoints_2d"][..., 2] > 0
+    assert visible.sum() > 0.8 * visible.numel()
+    torch.testing.assert_close(projected[visible], out["keypoints_2d"][..., :2][visible], atol=1e-3, rtol=0)
+    # The mask moved with the image: the moved visible keypoints of the fingertips' base lie on the moved mask.
+    for i in range(len(out["masks"])):
+        xy = out["keypoints_2d"][i, :, :2].round().long()
+        ok = visible[i] & (xy >= 0).all(-1) & (xy < 320).all(-1)
+        on_mask = out["masks"][i][xy[ok, 1], xy[ok, 0]]
+        assert on_mask.mean() > 0.7, i
+    # And the image: the hand (mask) differs from what was outside it before.
+    assert not torch.equal(out["masks"], batch["masks"].float())
+
+
+def test_keypoints_pushed_out_of_the_crop_become_invisible():
+    batch = {
+        "images": torch.zeros(1, 320, 320, 3, dtype=torch.uint8),
+        "keypoints_2d": torch.tensor([[[10.0, 160.0, 1.0], [300.0, 160.0, 1.0], [160.0, 160.0, 0.0]]]),
+        "augment": torch.tensor([[1.5, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]]),
+    }
+    out = augment_batch(batch, 64)["keypoints_2d"][0]
+    assert out[:, 2].tolist() == [0.0, 0.0, 0.0]
+    assert out[0, 0].item() == pytest.approx(1.5 * (10 - 159.5) + 159.5)
+
+
+def test_rendered_heatmaps_peak_at_the_keypoints():
+    keypoints = torch.zeros(1, 21, 3)
+    keypoints[0, :, 0] = torch.linspace(20, 300, 21)
+    keypoints[0, :, 1] = 100.0
+    keypoints[0, :, 2] = 1.0
+    keypoints[0, 5, 2] = 0.0
+    maps = render_heatmaps(keypoints, 160, sigma=6.0)
+    assert maps.shape == (1, 21, 160, 160)
+    assert maps[0, 5].max() == 0
+    for k in (0, 10, 20):
+        row, col = divmod(int(maps[0, k].argmax()), 160)
+        assert abs((col + 0.5) * 2 - 0.5 - keypoints[0, k, 0]) <= 1.0
+        assert abs((row + 0.5) * 2 - 0.5 - 100.0) <= 1.0
+        assert 240 < maps[0, k].max() <= 255
+
+
+def test_colour_jitter_stays_in_range_and_changes_the_image(synthetic_packed):
+    batch = _batch(synthetic_packed, AugmentConfig(zoom=0, shift=0))
+    plain = augment_batch({**batch, "augment": _batch(synthetic_packed, OFF)["augment"]}, 128)["images"]
+    jittered = augment_batch(batch, 128, generator=torch.Generator().manual_seed(0))["images"]
+    assert jittered.min() >= 0 and jittered.max() <= 255
+    assert (jittered - plain).abs().mean() > 2
