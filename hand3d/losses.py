@@ -192,14 +192,19 @@ def training_loss(
     form: ThreeDForm = "weak_perspective",
     step: int = 0,
     total_steps: int = 1,
+    mask_weight: float | torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The weighted training terms and their "total".
 
     ``batch``: ``keypoints_2d`` (B, 21, 3), ``keypoints_3d`` (B, 21, 3), ``has_3d`` (B,), ``masks`` (B, 320, 320),
     ``has_mask`` (B,), as packed. The camera is supervised only through the reprojection (2D and mask terms).
-    Returns keypoints_2d, keypoints_3d, mask, regularisation (each already weighted) and total.
+    Returns keypoints_2d, keypoints_3d, mask, regularisation (each already weighted) and total. ``mask_weight``
+    (e.g. a tensor, so a compiled step does not recompile when it changes) replaces the schedule's
+    ``weights.mask_weight(step, total_steps)``.
     """
     weights = weights or TrainWeights()
+    if mask_weight is None:
+        mask_weight = weights.mask_weight(step, total_steps)
     parts = prediction.layout.split(prediction.params)
     terms = {
         "keypoints_2d": weights.keypoints_2d * keypoint_2d_loss(prediction.keypoints_2d, batch["keypoints_2d"]),
@@ -207,8 +212,7 @@ def training_loss(
         * keypoint_3d_loss(
             prediction.keypoints_3d, batch["keypoints_3d"], batch["has_3d"], form, camera=parts["camera"]
         ),
-        "mask": weights.mask_weight(step, total_steps)
-        * mask_loss(prediction.vertices_2d, batch["masks"], batch["has_mask"]),
+        "mask": mask_weight * mask_loss(prediction.vertices_2d, batch["masks"], batch["has_mask"]),
         "regularisation": weights.regularisation * regularisation(parts["pose"], parts["betas"]),
     }
     terms["total"] = sum(terms.values())

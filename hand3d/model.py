@@ -388,10 +388,13 @@ class HandRegressor(nn.Module):
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_model(path: str | os.PathLike, model: nn.Module) -> None:
-    """Write ``{"config": model_config(), "state_dict": ...}`` atomically (unwraps DDP's ``.module``)."""
+def save_model(path: str | os.PathLike, model: nn.Module, meta: dict | None = None) -> None:
+    """Write ``{"config": model_config(), "state_dict": ..., "meta": meta}`` atomically (unwraps DDP's ``.module``).
+
+    ``meta``: JSON-like facts about how the weights were made (stage, steps, ...), loadable with weights_only.
+    """
     model = getattr(model, "module", model)
-    checkpoint = {"config": model.model_config(), "state_dict": model.state_dict()}
+    checkpoint = {"config": model.model_config(), "state_dict": model.state_dict(), "meta": dict(meta or {})}
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 

@@ -8,3 +8,4 @@ time.
 HAND_MODEL = 1
 SYNTHETIC = 1
 REAL_DATA = 1
+TRAINING = 1  # pretraining and training (hand3d.train, data, augment, objectives)

@@ -1,0 +1,414 @@
+"""Pretraining and training (DESIGN section 6): the loop, checkpoints, resume, DDP.
+
+``stage="pretrain"``: synthetic crops, weighted L2 on the parameters. ``stage="train"``: real crops, 2D, 3D, mask
+and regularisation terms, starting from the pretrained weights (``init``). Both: Adam, the learning rate multiplied
+by ``lr_gamma`` every ``lr_step`` iterations, batches from :class:`hand3d.data.PackedBatches` augmented on the
+device (:mod:`hand3d.augment`).
+
+Speed on CUDA: bf16 autocast and channels_last for the encoder, fused Adam, batches read ahead and copied on a side
+stream,
+optional ``torch.compile`` of the whole step; the loop never waits on the GPU except to log (every ``log_every``
+steps) and to checkpoint.
+
+Resume: every ``checkpoint_every`` steps the state goes to ``state_dir`` (:mod:`hand3d.train_state`); a restarted
+run with the same signature continues from there and, the data stream being a function of the step, computes what
+the uninterrupted run would have. Under ``torchrun`` (``processes`` > 1) each process takes ``batch_size /
+processes`` samples of every batch and rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hand3d.augment import AugmentConfig, augment_batch
+from hand3d.data import (
+    PRETRAIN_FIELDS,
+    TRAIN_FIELDS,
+    PackedBatches,
+    Source,
+    all_have,
+    device_batches,
+)
+from hand3d.distributed import Processes, close_processes, init_processes, pick_device, run_torchrun
+from hand3d.losses import THREE_D_FORMS, PretrainWeights, TrainWeights
+from hand3d.model import HandRegressor, save_model
+from hand3d.objectives import PretrainObjective, TrainObjective
+from hand3d.train_state import load_state, save_state, signature, write_history
+
+__all__ = ["STAGES", "Settings", "launch", "train"]
+
+STAGES = ("pretrain", "train")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs. The fields before ``device`` decide what is computed (they make the checkpoint
+    signature); ``device`` and the rest only decide how it runs."""
+
+    stage: str
+    hand_model: str
+    datasets: dict[str, float]  # packed file -> relative share of each batch
+    iterations: int
+    batch_size: int
+    lr: float = 1e-4
+    lr_step: int = 10_000
+    lr_gamma: float = 0.5
+    backbone: str = "resnet34"
+    inputs: str = "rgb"
+    input_size: int = 256
+    num_pca: int = 6
+    imagenet_weights: str | None = None
+    init: str | None = None
+    three_d_form: str = "weak_perspective"
+    loss_weights: dict = field(default_factory=dict)
+    augment: dict = field(default_factory=dict)
+    heatmap_sigma: float = 6.0
+    seed: int = 0
+    # how it runs
+    device: str = "auto"
+    compile: bool | str = "auto"  # torch.compile the step and augmentation; "auto": on CUDA
+    threads: int = 1
+    log_every: int = 10
+    checkpoint_every: int = 100
+
+    RUN_FIELDS = ("device", "compile", "threads", "log_every", "checkpoint_every")
+
+    def __post_init__(self):
+        problems = []
+        if self.stage not in STAGES:
+            problems.append(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.three_d_form not in THREE_D_FORMS:
+            problems.append(f"three_d_form must be one of {THREE_D_FORMS}, got {self.three_d_form!r}")
+        for name in ("iterations", "batch_size", "lr_step", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.datasets:
+            problems.append("no datasets to train on")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def signature_fields(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUN_FIELDS}
+
+    def inputs_to_digest(self) -> list[str]:
+        return [*self.datasets, self.hand_model, *([self.init] if self.init else [])]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        return cls(**values)
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def build_model(settings: Settings) -> HandRegressor:
+    """The network, initialised from ``settings.init`` (a pretrained model.pt) when given."""
+    model = HandRegressor(
+        settings.hand_model,
+        backbone=settings.backbone,
+        inputs=settings.inputs,
+        input_size=settings.input_size,
+        num_pca=settings.num_pca,
+        weights_path=settings.imagenet_weights,
+    )
+    if settings.init:
+        load_initial_weights(model, settings.init)
+    return model
+
+
+def load_initial_weights(model: HandRegressor, path: str) -> None:
+    """Copy a saved model's encoder and head into ``model`` (``weights_only=True``).
+
+    The backbone, input size and pose PCA size must match. A 3-channel first conv goes into a 24-channel one as its
+    RGB filters, the heatmap filters staying zero (so an RGB pretraining starts an RGB+2D training). The hand model
+    buffers stay the ones ``model`` was built with.
+    """
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path}: not a hand3d model checkpoint")
+    config = checkpoint.get("config", {})
+    for key in ("backbone", "input_size", "num_pca"):
+        if config.get(key) != model.config[key]:
+            raise ValueError(f"{path}: {key} is {config.get(key)!r}, this model's is {model.config[key]!r}")
+    own = model.state_dict()
+    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("hand.")}
+    conv = "backbone.conv1.weight"
+    if state[conv].shape[1] < own[conv].shape[1]:
+        widened = torch.zeros_like(own[conv])
+        widened[:, : state[conv].shape[1]] = state[conv]
+        state[conv] = widened
+    model.load_state_dict(state, strict=False)
+
+
+def _check_params(datasets: dict[str, float]) -> None:
+    for path in datasets:
+        with h5py.File(path, "r") as f:
+            has = f["has_params"][:]
+        if not has.all():
+            raise ValueError(f"{path}: {int((~has).sum())} samples have no ground-truth params; pretraining needs them")
+
+
+def _objective(settings: Settings, model: HandRegressor, device: torch.device) -> nn.Module:
+    cuda = device.type == "cuda"
+    weights = dict(settings.loss_weights)
+    if settings.stage == "pretrain":
+        return PretrainObjective(model, PretrainWeights(**weights), bf16=cuda, channels_last=cuda)
+    return TrainObjective(model, TrainWeights(**weights), settings.three_d_form, bf16=cuda, channels_last=cuda)
+
+
+def _heatmap_mode(settings: Settings) -> str | None:
+    """Heatmaps for an RGB+2D model: the packed ones when every dataset has them, else drawn from the 2D labels."""
+    if settings.inputs != "rgb+2d":
+        return None
+    return "stored" if all_have([Source(p) for p in settings.datasets], "heatmaps") else "render"
+
+
+def _stream(settings: Settings, processes: Processes, start_step: int, heatmaps: str | None) -> PackedBatches:
+    if settings.batch_size % processes.world_size:
+        raise ValueError(f"batch_size {settings.batch_size} does not split over {processes.world_size} processes")
+    fields_ = list(PRETRAIN_FIELDS if settings.stage == "pretrain" else TRAIN_FIELDS)
+    if heatmaps == "stored":
+        fields_.append("heatmaps")
+    return PackedBatches(
+        [Source(path, weight) for path, weight in settings.datasets.items()],
+        settings.batch_size // processes.world_size,
+        fields_,
+        seed=settings.seed,
+        rank=processes.rank,
+        start_step=start_step,
+        augment=AugmentConfig(**settings.augment),
+        threads=settings.threads,
+    )
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    processes: Processes
+    device: torch.device
+    model: HandRegressor
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    signature: str
+    step: int = 0
+    history: list = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return ["step", "lr", *self.objective.columns, "images_per_s"]
+
+    def state(self) -> dict:
+        return {
+            "signature": self.signature,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history,
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.history = int(state["step"]), [list(row) for row in state["history"]]
+
+
+def _prepare(settings: Settings, state_dir: Path) -> _Run:
+    device = pick_device(settings.device, int(os.environ.get("LOCAL_RANK", "0")))
+    processes = init_processes(device)
+    torch.manual_seed(settings.seed)
+    if settings.stage == "pretrain":
+        _check_params(settings.datasets)
+    model = build_model(settings).to(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        model = model.to(memory_format=torch.channels_last)
+    objective = _objective(settings, model, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, settings.lr_gamma)
+    sig = signature(settings.signature_fields(), settings.inputs_to_digest(), processes.world_size)
+    run = _Run(settings, processes, device, model, objective, optimizer, scheduler, sig)
+    state = load_state(state_dir, sig)
+    if state is not None:
+        run.restore(state)
+    return run
+
+
+def _step_function(run: _Run):
+    """The forward (loss terms) and backward of one step; DDP-wrapped and compiled as asked."""
+    objective = run.objective
+    if run.processes.distributed:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+    if _compiles(run):
+        objective = torch.compile(objective)
+    weights = TrainWeights(**run.settings.loss_weights) if run.settings.stage == "train" else None
+    mask_weights = {}
+
+    def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if weights is None:
+            terms = objective(batch)
+        else:
+            value = weights.mask_weight(run.step, run.settings.iterations)
+            if value not in mask_weights:
+                mask_weights[value] = torch.tensor(value, device=run.device)
+            terms = objective(batch, mask_weights[value])
+        run.optimizer.zero_grad(set_to_none=True)
+        terms[0].backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        return terms.detach()
+
+    return step
+
+
+def _compiles(run: _Run) -> bool:
+    wanted = run.settings.compile
+    return run.device.type == "cuda" if wanted == "auto" else bool(wanted)
+
+
+def _generator(run: _Run) -> torch.Generator:
+    """The step's noise generator on the device (so a resumed run draws the same noise)."""
+    generator = torch.Generator(run.device)
+    seed = np.random.SeedSequence([run.settings.seed, run.processes.rank, run.step]).generate_state(1)[0]
+    generator.manual_seed(int(seed))
+    return generator
+
+
+def _log_row(run: _Run, sums: torch.Tensor, count: int, seconds: float) -> None:
+    if run.processes.distributed:
+        torch.distributed.all_reduce(sums)
+        sums /= run.processes.world_size
+    means = (sums / count).tolist()
+    rate = count * run.settings.batch_size / max(seconds, 1e-9)
+    run.history.append([run.step, run.scheduler.get_last_lr()[0], *means, rate])
+    if not all(math.isfinite(v) for v in means):
+        terms = dict(zip(run.objective.columns, means, strict=True))
+        raise FloatingPointError(f"non-finite loss at step {run.step}: {terms}")
+
+
+def _checkpoint(run: _Run, state_dir: Path) -> None:
+    if run.processes.is_main:
+        save_state(state_dir, run.state())
+        write_history(state_dir / "history.csv", run.columns, run.history)
+    if run.processes.distributed:
+        torch.distributed.barrier()
+
+
+def _loop(run: _Run, state_dir: Path) -> None:
+    settings = run.settings
+    heatmaps = _heatmap_mode(settings)
+    stream = _stream(settings, run.processes, run.step, heatmaps)
+    step_fn = _step_function(run)
+    augment = torch.compile(augment_batch) if _compiles(run) else augment_batch
+    batches = device_batches(stream, run.device)
+    try:
+        _steps(run, state_dir, batches, step_fn, augment, heatmaps)
+    finally:
+        batches.close()
+        stream.close()
+
+
+def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps) -> None:
+    settings = run.settings
+    sums = torch.zeros(len(run.objective.columns), device=run.device)
+    count, start = 0, time.perf_counter()
+    progress = tqdm(
+        total=settings.iterations,
+        initial=run.step,
+        desc=settings.stage,
+        disable=not run.processes.is_main,
+        mininterval=1 if sys.stderr.isatty() else 30,
+    )
+    run.model.train()
+    for loaded in batches:
+        if run.step >= settings.iterations:
+            break
+        batch = augment(loaded, settings.input_size, heatmaps, settings.heatmap_sigma, _generator(run))
+        sums += step_fn(batch)
+        run.step += 1
+        count += 1
+        progress.update()
+        if run.step % settings.log_every == 0 or run.step == settings.iterations:
+            _log_row(run, sums, count, time.perf_counter() - start)
+            progress.set_postfix(loss=f"{run.history[-1][2]:.4g}")
+            sums.zero_()
+            count, start = 0, time.perf_counter()
+        if run.step % settings.checkpoint_every == 0 and run.step < settings.iterations:
+            _checkpoint(run, state_dir)
+    progress.close()
+
+
+def train(settings: Settings, model_out: str, history_out: str, state_dir: str) -> None:
+    """Run (or resume) training to ``settings.iterations`` steps; write ``model_out`` and ``history_out``."""
+    state_dir = Path(state_dir)
+    torch.set_num_threads(max(1, settings.threads))
+    run = _prepare(settings, state_dir)
+    try:
+        if run.step < settings.iterations:
+            _loop(run, state_dir)
+        if run.processes.is_main:
+            write_history(history_out, run.columns, run.history)
+            meta = {"stage": settings.stage, "iterations": run.step, "signature": run.signature}
+            save_model(model_out, run.model, meta)
+            _checkpoint_final(run, state_dir)
+    finally:
+        close_processes(run.processes)
+
+
+def _checkpoint_final(run: _Run, state_dir: Path) -> None:
+    # The finished state stays: a rerun with the same signature rewrites the outputs without training again.
+    save_state(state_dir, run.state())
+    write_history(state_dir / "history.csv", run.columns, run.history)
+
+
+# ---------------------------------------------------------------- launching
+
+
+def launch(settings: Settings, model_out: str, history_out: str, state_dir: str, processes: int = 1) -> None:
+    """Train in this process, or in ``processes`` processes under ``torchrun`` (DDP)."""
+    if processes <= 1:
+        train(settings, model_out, history_out, state_dir)
+        return
+    if settings.batch_size % processes:
+        raise ValueError(f"batch_size {settings.batch_size} does not split over {processes} processes")
+    job = Path(state_dir) / "job.json"
+    job.parent.mkdir(parents=True, exist_ok=True)
+    child = {**asdict(settings), "threads": max(1, settings.threads // processes)}
+    record = {"settings": child, "model": model_out, "history": history_out, "state_dir": state_dir}
+    job.write_text(json.dumps(record, indent=1))
+    run_torchrun("hand3d.train", [str(job)], processes)
+
+
+def _main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    record = json.loads(Path(argv[0]).read_text())
+    train(Settings.from_dict(record["settings"]), record["model"], record["history"], record["state_dir"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,154 @@
+"""Pretraining and training on CPU: the loss falls, a killed run resumes exactly, DDP with 2 gloo processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from hand3d.model import load_model
+from hand3d.train import Settings, launch, load_initial_weights, train
+
+
+def _settings(hand_model_path, packed, **overrides) -> Settings:
+    values = dict(
+        stage="pretrain",
+        hand_model=str(hand_model_path),
+        datasets={str(packed): 1.0},
+        iterations=30,
+        batch_size=4,
+        backbone="resnet18",
+        input_size=64,
+        lr=1e-3,
+        threads=1,
+        log_every=5,
+        checkpoint_every=5,
+    )
+    return Settings(**{**values, **overrides})
+
+
+def _history(path: Path) -> list[dict]:
+    with open(path) as stream:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+
+
+def _run(settings: Settings, folder: Path) -> tuple[Path, list[dict]]:
+    train(settings, str(folder / "model.pt"), str(folder / "history.csv"), str(folder / "state"))
+    return folder / "model.pt", _history(folder / "history.csv")
+
+
+def test_pretraining_loss_falls_and_the_model_reloads(hand_model_path, synthetic_packed, tmp_path):
+    model_path, rows = _run(_settings(hand_model_path, synthetic_packed), tmp_path)
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
+    assert rows[-1]["total"] < 0.7 * rows[0]["total"], rows
+    checkpoint = torch.load(model_path, weights_only=True)
+    assert checkpoint["meta"]["stage"] == "pretrain" and checkpoint["meta"]["iterations"] == 30
+    model = load_model(model_path)
+    images = torch.zeros(2, 3, 320, 320, dtype=torch.uint8)
+    assert model(images).vertices.shape[0] == 2
+
+
+@pytest.mark.parametrize("inputs", ["rgb", "rgb+2d"])
+def test_training_from_pretrained_weights_lowers_the_2d_error(hand_model_path, synthetic_packed, tmp_path, inputs):
+    pretrained, _ = _run(_settings(hand_model_path, synthetic_packed, iterations=10), tmp_path / "pre")
+    weights = {"mask_decay_start": 1.0}  # one mask weight throughout: the total is comparable over the run
+    settings = _settings(
+        hand_model_path, synthetic_packed, stage="train", init=str(pretrained), inputs=inputs, loss_weights=weights
+    )
+    _, rows = _run(settings, tmp_path / "train")
+    assert rows[-1]["total"] < rows[0]["total"], rows
+    assert rows[-1]["error_2d_px"] < rows[0]["error_2d_px"], rows
+
+
+def test_pretrained_rgb_filters_start_an_rgb_2d_model(hand_model_path, synthetic_packed, tmp_path):
+    pretrained, _ = _run(_settings(hand_model_path, synthetic_packed, iterations=5), tmp_path)
+    source = load_model(pretrained)
+    from hand3d.model import HandRegressor
+
+    target = HandRegressor(hand_model_path, backbone="resnet18", inputs="rgb+2d", input_size=64)
+    load_initial_weights(target, str(pretrained))
+    conv = target.backbone.conv1.weight
+    assert torch.equal(conv[:, :3], source.backbone.conv1.weight) and not conv[:, 3:].any()
+    assert torch.equal(target.head.weight, source.head.weight)
+    wrong = HandRegressor(hand_model_path, backbone="resnet34", input_size=64)
+    with pytest.raises(ValueError, match="backbone"):
+        load_initial_weights(wrong, str(pretrained))
+
+
+def test_pretraining_refuses_data_without_parameters(hand_model_path, synthetic_packed, tmp_path):
+    from hand3d.h5io import PackedWriter, read_samples
+
+    real = tmp_path / "real.h5"
+    with PackedWriter(real, source="real", split="train", num_params=22) as writer:
+        writer.append(read_samples(synthetic_packed, range(4), ["images", "keypoints_2d", "names"]))
+    with pytest.raises(ValueError, match="real.h5.*no ground-truth params"):
+        _run(_settings(hand_model_path, real), tmp_path / "run")
+
+
+def _job(settings: Settings, folder: Path) -> list[str]:
+    folder.mkdir(parents=True)
+    record = {
+        "settings": asdict(settings),
+        "model": str(folder / "model.pt"),
+        "history": str(folder / "history.csv"),
+        "state_dir": str(folder / "state"),
+    }
+    (folder / "job.json").write_text(json.dumps(record))
+    return [sys.executable, "-m", "hand3d.train", str(folder / "job.json")]
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(hand_model_path, synthetic_packed, tmp_path):
+    settings = _settings(hand_model_path, synthetic_packed, iterations=30, checkpoint_every=5)
+    subprocess.run(_job(settings, tmp_path / "whole"), check=True, capture_output=True)
+    command = _job(settings, tmp_path / "killed")
+    state = tmp_path / "killed/state/state.pt"
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not state.exists() and child.poll() is None:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    killed_at = torch.load(state, weights_only=True)["step"]
+    assert 5 <= killed_at < 30, "the kill must land mid-run"
+    assert not (tmp_path / "killed/model.pt").exists()
+    resumed = subprocess.run(command, check=True, capture_output=True, text=True)
+    assert f"resuming at step {killed_at}" in resumed.stderr
+    whole = torch.load(tmp_path / "whole/model.pt", weights_only=True)["state_dict"]
+    again = torch.load(tmp_path / "killed/model.pt", weights_only=True)["state_dict"]
+    for name, tensor in whole.items():
+        assert torch.equal(tensor, again[name]), name
+    assert (
+        _history(tmp_path / "whole/history.csv")[-1]["total"] == _history(tmp_path / "killed/history.csv")[-1]["total"]
+    )
+
+
+def test_a_checkpoint_from_other_settings_is_not_reused(hand_model_path, synthetic_packed, tmp_path, caplog):
+    settings = _settings(hand_model_path, synthetic_packed, iterations=10)
+    _run(settings, tmp_path)
+    first = torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["signature"]
+    caplog.set_level("INFO")
+    _run(replace(settings, log_every=2), tmp_path)  # how it runs: the finished state is reused, no training
+    assert "resuming at step 10" in caplog.text
+    caplog.clear()
+    _, rows = _run(replace(settings, lr=5e-4), tmp_path)
+    assert "other settings or inputs; starting afresh" in caplog.text
+    assert [r["step"] for r in rows] == [5, 10]
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["signature"] != first
+
+
+def test_ddp_with_two_cpu_processes(hand_model_path, synthetic_packed, tmp_path, capfd):
+    settings = _settings(hand_model_path, synthetic_packed, iterations=6, batch_size=4, threads=2, log_every=3)
+    launch(settings, str(tmp_path / "model.pt"), str(tmp_path / "history.csv"), str(tmp_path / "state"), processes=2)
+    rows = _history(tmp_path / "history.csv")
+    assert [r["step"] for r in rows] == [3, 6]
+    model = load_model(tmp_path / "model.pt")
+    assert model.config["backbone"] == "resnet18"
+    with pytest.raises(ValueError, match="does not split over 2 processes"):
+        launch(replace(settings, batch_size=5), str(tmp_path / "m.pt"), str(tmp_path / "h.csv"), str(tmp_path / "s"), 2)
