@@ -22,6 +22,7 @@ include: "rules/common.smk"
 include: "rules/hand_model.smk"
 include: "rules/synthetic.smk"
 include: "rules/real_data.smk"
+include: "rules/training.smk"
 
 
 rule all:

@@ -12,6 +12,7 @@ HAND_MODEL = "results/hand_model/MANO_RIGHT.npz"
 wildcard_constraints:
     split="train|test",
     dataset="|".join(registry.DATASETS),
+    experiment="(?!pretrain/)[A-Za-z0-9_]+",
 
 
 def mano_pickle_input(wildcards):
@@ -105,4 +106,80 @@ def all_targets():
         "results/datasets/synthetic_test.h5",
         "results/synthetic/preview.png",
         *real_targets(),
+        *model_targets(),
+    ]
+
+
+# ---------------------------------------------------------------- training
+
+PRETRAINED = "results/models/pretrain/model.pt"
+
+
+def experiments() -> list[str]:
+    return list(config["experiments"])
+
+
+def experiment_config(wildcards) -> dict:
+    return config["experiments"][wildcards.experiment]
+
+
+def _training_shared() -> dict:
+    shared = config["training"]
+    return {
+        "backbone": config["model"]["backbone"],
+        "input_size": config["model"]["input_size"],
+        "imagenet_weights": config["model"]["imagenet_weights"],
+        "num_pca": config["hand_model"]["num_pca"],
+        "seed": shared["seed"],
+        "augment": shared["augment"],
+        "heatmap_sigma": shared["heatmap_sigma"],
+        "log_every": shared["log_every"],
+        "checkpoint_every": shared["checkpoint_every"],
+    }
+
+
+def _schedule(section: dict) -> dict:
+    keys = ("iterations", "batch_size", "lr", "lr_step", "lr_gamma")
+    return {key: section[key] for key in keys} | {"loss_weights": section["weights"]}
+
+
+def pretrain_settings(wildcards) -> dict:
+    """hand3d.train.Settings fields of the pretraining run (paths come from the rule's input)."""
+    return _training_shared() | _schedule(config["pretrain"])
+
+
+def train_settings(wildcards) -> dict:
+    experiment = experiment_config(wildcards)
+    extra = {"inputs": experiment["inputs"], "three_d_form": experiment["three_d_form"]}
+    return _training_shared() | _schedule(experiment) | extra
+
+
+def experiment_datasets(wildcards) -> list[str]:
+    """The experiment's datasets (their train splits) in config order; each must be enabled."""
+    names = list(experiment_config(wildcards)["datasets"])
+    disabled = [name for name in names if name not in enabled_datasets()]
+    if disabled:
+        raise ValueError(
+            f"experiment {wildcards.experiment!r} trains on {disabled}, but their datasets root is null in the config"
+        )
+    return names
+
+
+def experiment_data(wildcards) -> list[str]:
+    return [
+        f"results/datasets/{name}_train.h5" for name in experiment_datasets(wildcards)
+    ]
+
+
+def experiment_weights(wildcards) -> list[float]:
+    weights = experiment_config(wildcards)["datasets"]
+    return [float(weights[name]) for name in experiment_datasets(wildcards)]
+
+
+def model_targets() -> list[str]:
+    runs = ["pretrain", *experiments()]
+    return [
+        f"results/models/{run}/{name}"
+        for run in runs
+        for name in ("model.pt", "history.csv")
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,14 @@ TINY = {
         "test": 4,
         "colors": {"count": 2, "registered_meshes": None, "scans": None},
         "backgrounds": {"folder": None, "size": 320, "procedural": 1},
-    }
+    },
+    "model": {"backbone": "resnet18", "input_size": 64},
+    "training": {"log_every": 2, "checkpoint_every": 2},
+    "pretrain": {"iterations": 4, "batch_size": 4},
+    "experiments": {
+        "rgb": {"inputs": "rgb", "iterations": 4, "batch_size": 4},
+        "rgb_2d": {"inputs": "rgb+2d", "iterations": 4, "batch_size": 4, "datasets": {"mpii_nzsl": 1.0, "stb": 2.0}},
+    },
 }
 SCATTER = ("--set-scatter", "render=2")
 
@@ -39,7 +47,10 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def write_config(workdir: Path, **overrides) -> Path:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     for section, values in {**TINY, **overrides}.items():
-        config.setdefault(section, {}).update(values)
+        if section == "experiments":
+            config[section] = values  # the experiments are replaced, not merged
+        else:
+            config.setdefault(section, {}).update(values)
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -54,7 +65,7 @@ def workdir(tmp_path: Path) -> Path:
 def test_shipped_config_dry_runs_every_stage(workdir):
     out = snakemake(workdir, "-n", "--cores", "2", "--workflow-profile", "none").stdout
     rules = ("hand_model", "hand_model_preview", "colored_meshes", "backgrounds", "render_synthetic")
-    for rule in (*rules, "pack_synthetic", "synthetic_preview", "all"):
+    for rule in (*rules, "pack_synthetic", "synthetic_preview", "pretrain", "train", "all"):
         assert f"rule {rule}:" in out, rule
 
 
@@ -68,6 +79,16 @@ def test_paper_scale_is_one_config_switch_away(workdir):
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
 def test_every_shipped_profile_dry_runs(workdir, profile):
     snakemake(workdir, "-n", "--workflow-profile", str(profile))
+
+
+def test_slurm_profile_gives_training_a_gpu(workdir):
+    out = snakemake(workdir, "-n", "--workflow-profile", str(REPO / "profiles/slurm")).stdout
+    blocks = out.split("\n\n")
+    for rule in ("pretrain", "train"):
+        block = next(b for b in blocks if f"rule {rule}:" in b)
+        assert "gpu=1" in block and "slurm_partition=gpu" in block, block
+    render = next(b for b in blocks if "rule render_synthetic:" in b)
+    assert "slurm_partition=cpu" in render and "gpu=" not in render
 
 
 def test_lint_is_clean():
@@ -107,6 +128,18 @@ def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
     assert (workdir / "results/synthetic/preview.png").stat().st_size > 50_000
     assert not list((workdir / "results/synthetic").glob("shards/*.h5")), "shards are temporary"
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2").stdout
+    for run in ("pretrain", "rgb", "rgb_2d"):
+        history = (workdir / f"results/models/{run}/history.csv").read_text().splitlines()
+        assert history[0].startswith("step,lr,total") and len(history) == 3, run
+        assert (workdir / f"results/models/.state/{run}/state.pt").is_file(), run
+    from hand3d.model import load_model
+
+    assert load_model(workdir / "results/models/rgb_2d/model.pt").uses_heatmaps
+    write_config(workdir, experiments={**TINY["experiments"], "rgb": {**TINY["experiments"]["rgb"], "lr": 2e-4}})
+    dry = snakemake(workdir, "-n", "--cores", "2").stdout
+    assert re.search(r"^train\s+1$", dry, re.M), "only the changed experiment retrains"
+    for untouched in ("pretrain", "render_synthetic", "crop", "pack_real"):
+        assert f"rule {untouched}:" not in dry, untouched
     write_config(workdir, hand_model={"num_pca": 8})
     dry = snakemake(workdir, "-n", "--cores", "2").stdout
     assert "rule hand_model_preview:" in dry and "rule hand_model:" not in dry
