@@ -76,6 +76,26 @@ def cmd_bench_real(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    """Training throughput: the full step (data, augmentation, network, hand, losses, Adam) vs the bare backbone."""
+    from hand3d.bench_train import BenchSettings, bench_train, format_train_rows
+    from hand3d.distributed import pick_device
+
+    device = pick_device(args.device)
+    given = {k: getattr(args, k) for k in ("backbone", "input_size", "batch_size", "steps", "samples")}
+    given["compile"] = {"auto": None, "on": True, "off": False}[args.compile]
+    settings = BenchSettings.for_device(torch_device=device, device=args.device, threads=args.threads, **given)
+    name = torch_device_name(device)
+    print(format_train_rows(bench_train(settings, args.model), settings, name))
+    return 0
+
+
+def torch_device_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hand3d", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--model", help="hand model npz (default: a procedural hand built for the run)")
     real.add_argument("--count", type=int, default=48, help="stand-in hands (default: %(default)s)")
     real.set_defaults(run=cmd_bench_real)
+    train = bench.add_parser("train", help="training step: full step vs bare backbone, images/s and ratio")
+    train.add_argument("--model", help="hand model npz (default: a procedural hand of MANO's size, 736 vertices)")
+    train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    train.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="default: resnet34 on CUDA")
+    train.add_argument("--input-size", type=int, help="network input side (default: 256 on CUDA, 128 on CPU)")
+    train.add_argument("--batch-size", type=int, help="default: 256 on CUDA, 16 on CPU")
+    train.add_argument("--steps", type=int, help="timed steps, after as many warm-up steps (default: 20 / 4)")
+    train.add_argument("--samples", type=int, help="samples in the packed file read (default: 2048 / 64)")
+    train.add_argument(
+        "--threads", type=int, default=1, help="CPU threads: torch and the readers (default: %(default)s)"
+    )
+    train.add_argument(
+        "--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the steps (auto: on CUDA)"
+    )
+    train.set_defaults(run=cmd_bench_train)
     return parser
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def _hand3d(*args: str) -> subprocess.CompletedProcess:
@@ -60,3 +61,15 @@ def test_bench_real_reports_every_stage(hand_model_path):
     lines = [line for line in result.stdout.splitlines() if line.endswith(" images/s")]
     rates = {line.rsplit(None, 2)[0].strip(): float(line.split()[-2]) for line in lines}
     assert set(rates) == {"index", "crop", "segment (GrabCut)", "heatmaps"} and min(rates.values()) > 0
+
+
+def test_bench_train_reports_both_stages_and_their_ratio():
+    args = ("--device", "cpu", "--batch-size", "4", "--steps", "2", "--samples", "8", "--input-size", "64")
+    result = _hand3d("bench", "train", *args)
+    assert result.returncode == 0, result.stderr
+    assert "resnet18, 64 px, batch 4, 736-vertex hand" in result.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    assert set(rows) == {"pretrain", "train"}
+    for full, bare, ratio in rows.values():
+        assert float(full) > 0 and float(bare) > 0
+        assert float(ratio) == pytest.approx(float(full) / float(bare), abs=2e-3)

@@ -1,0 +1,200 @@
+"""`hand3d bench train`: images per second of the whole training step against the bare backbone step, one device.
+
+The full step is the training code itself (:func:`hand3d.train.train`) on a packed HDF5 file written for the run:
+reader threads reading the file, the copy to the device, augmentation, the network, the hand layer, every loss,
+backward and Adam. It runs ``2 * steps`` iterations logging every ``steps``; the second interval is the figure
+(the first holds the warm-up). The bare step is the same ResNet (3 channels, same input size, bf16 autocast and
+channels_last on CUDA) with a linear head, on a batch already on the device, backward and Adam: the ceiling the full
+step is compared with. Both stages are measured: pretraining (parameter loss) and training (all losses).
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["BenchSettings", "bench_train", "format_train_rows", "mano_sized_hand", "write_bench_dataset"]
+
+MANO_SIZED_GRID_M = 0.009
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    backbone: str
+    input_size: int
+    batch_size: int
+    steps: int
+    samples: int
+    device: str = "auto"
+    compile: bool = False
+    threads: int = 1
+
+    @classmethod
+    def for_device(cls, torch_device: torch.device, **given) -> BenchSettings:
+        """The issue's GPU target setting on CUDA (ResNet-34, 256 px, batch 256, compiled); a small one on the CPU."""
+        cuda = torch_device.type == "cuda"
+        defaults = {
+            "backbone": "resnet34" if cuda else "resnet18",
+            "input_size": 256 if cuda else 128,
+            "batch_size": 256 if cuda else 16,
+            "steps": 20 if cuda else 4,
+            "samples": 2048 if cuda else 64,
+            "compile": cuda,
+        }
+        return cls(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
+
+
+def write_bench_dataset(path: str, hand_model: str, count: int, seed: int = 0, block: int = 128) -> None:
+    """A packed file of ``count`` samples with consistent labels: hands near the mean pose drawn as masks and
+    keypoints, noise images (pixel content does not change the timing)."""
+    from hand3d.h5io import PackedWriter
+    from hand3d.model import HandRegressor
+
+    rng = np.random.default_rng(seed)
+    model = HandRegressor(hand_model, backbone="resnet18")
+    layout = model.layout
+    with PackedWriter(path, source="bench", split="train", num_params=layout.size) as writer:
+        for start in range(0, count, block):
+            n = min(block, count - start)
+            params = model.mean.repeat(n, 1)
+            params[:, layout.translation] += torch.from_numpy(rng.normal(0, 15, (n, 2))).float()
+            params[:, layout.pose] = torch.from_numpy(rng.normal(0, 1, (n, layout.num_pca))).float()
+            with torch.no_grad():
+                hand = model.decode(params)
+            masks = np.zeros((n, 320, 320), np.uint8)
+            for mask, vertices in zip(masks, hand.vertices_2d.numpy(), strict=True):
+                cv2.fillConvexPoly(mask, cv2.convexHull(vertices.astype(np.int32)), 1)
+            keypoints_2d = np.concatenate([hand.keypoints_2d.numpy(), np.ones((n, 21, 1), np.float32)], axis=2)
+            writer.append(
+                {
+                    "images": rng.integers(0, 256, (n, 320, 320, 3), dtype=np.uint8),
+                    "keypoints_2d": keypoints_2d,
+                    "keypoints_3d": hand.keypoints_3d.numpy(),
+                    "masks": masks,
+                    "params": params.numpy(),
+                    "names": [f"bench_{start + i}" for i in range(n)],
+                }
+            )
+
+
+def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> float:
+    """Images/s of ResNet + linear head forward, backward and Adam on a batch already on the device."""
+    from hand3d.model import build_backbone
+
+    cuda = device.type == "cuda"
+    net, features = build_backbone(settings.backbone, 3)
+    model = nn.Sequential(net, nn.Linear(features, 22)).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=cuda)
+    x = torch.randn(settings.batch_size, 3, settings.input_size, settings.input_size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last) if cuda else x
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = model(x).float().square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    if settings.compile:
+        step = torch.compile(step)
+    for _ in range(settings.steps):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(settings.steps):
+        step()
+    _sync(device)
+    return settings.steps * settings.batch_size / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def full_step_rate(settings: BenchSettings, stage: str, data: str, hand_model: str, workdir: Path) -> float:
+    """Images/s of the training loop itself, from the second logging interval of a ``2 * steps`` run."""
+    from hand3d.train import Settings, train
+
+    run = Settings(
+        stage=stage,
+        hand_model=hand_model,
+        datasets={data: 1.0},
+        iterations=2 * settings.steps,
+        batch_size=settings.batch_size,
+        backbone=settings.backbone,
+        input_size=settings.input_size,
+        device=settings.device,
+        compile=settings.compile,
+        threads=settings.threads,
+        log_every=settings.steps,
+        checkpoint_every=10 * settings.steps,
+    )
+    out = workdir / stage
+    train(run, str(out / "model.pt"), str(out / "history.csv"), str(out / "state"))
+    with open(out / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    return float(rows[-1]["images_per_s"])
+
+
+def mano_sized_hand(path: str) -> None:
+    """A procedural hand on a 9 mm grid: 736 vertices, about MANO's 778 (the pipeline's default hand has 6816)."""
+    from hand3d.hand_model import save_hand_model
+    from hand3d.procedural_hand import build_procedural_hand
+    from hand3d.versions import HAND_MODEL
+
+    arrays = build_procedural_hand(grid_spacing=MANO_SIZED_GRID_M)
+    save_hand_model(path, arrays, source="procedural", source_md5="", generator_version=HAND_MODEL)
+
+
+def bench_train(settings: BenchSettings, hand_model: str | None = None) -> list[dict]:
+    """One row per stage (pretrain, train): full-step and bare-backbone images/s on the same device.
+
+    ``hand_model``: the hand layer's npz; None builds :func:`mano_sized_hand` (the hand layer's cost grows with the
+    vertex count, and the figure to compare with is MANO's).
+    """
+    from hand3d.distributed import pick_device
+
+    device = pick_device(settings.device)
+    torch.set_num_threads(max(1, settings.threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if hand_model is None:
+            hand_model = str(workdir / "MANO_RIGHT.npz")
+            mano_sized_hand(hand_model)
+        data = str(workdir / "bench.h5")
+        write_bench_dataset(data, hand_model, settings.samples)
+        bare = bare_backbone_rate(settings, device)
+        rows = []
+        for stage in ("pretrain", "train"):
+            full = full_step_rate(settings, stage, data, hand_model, workdir)
+            rows.append({"stage": stage, "full": full, "bare": bare, "vertices": _vertex_count(hand_model)})
+    return rows
+
+
+def _vertex_count(hand_model: str) -> int:
+    from hand3d.hand_model import load_hand_model_arrays
+
+    return int(load_hand_model_arrays(hand_model)["v_template"].shape[0])
+
+
+def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: str) -> str:
+    lines = [
+        f"hand3d bench train on {device_name}: {settings.backbone}, {settings.input_size} px, batch "
+        f"{settings.batch_size}, {rows[0]['vertices']}-vertex hand, {settings.steps} timed steps"
+        f"{', compiled' if settings.compile else ''}",
+        f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6}",
+    ]
+    for row in rows:
+        lines.append(f"{row['stage']:<10} {row['full']:>16.1f} {row['bare']:>20.1f} {row['full'] / row['bare']:>6.3f}")
+    return "\n".join(lines)
