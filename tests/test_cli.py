@@ -72,4 +72,4 @@ def test_bench_train_reports_both_stages_and_their_ratio():
     assert set(rows) == {"pretrain", "train"}
     for full, bare, ratio in rows.values():
         assert float(full) > 0 and float(bare) > 0
-        assert float(ratio) == pytest.approx(float(full) / float(bare), abs=2e-3)
+        assert float(ratio) == pytest.approx(float(full) / float(bare), rel=0.02)  # printed rates are rounded

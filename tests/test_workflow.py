@@ -134,7 +134,8 @@ def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
         assert (workdir / f"results/models/.state/{run}/state.pt").is_file(), run
     from hand3d.model import load_model
 
-    assert load_model(workdir / "results/models/rgb_2d/model.pt").uses_heatmaps
+    hand = workdir / "results/hand_model/MANO_RIGHT.npz"  # the stored path is relative to the workflow directory
+    assert load_model(workdir / "results/models/rgb_2d/model.pt", hand_model=hand).uses_heatmaps
     write_config(workdir, experiments={**TINY["experiments"], "rgb": {**TINY["experiments"]["rgb"], "lr": 2e-4}})
     dry = snakemake(workdir, "-n", "--cores", "2").stdout
     assert re.search(r"^train\s+1$", dry, re.M), "only the changed experiment retrains"
