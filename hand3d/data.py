@@ -36,7 +36,6 @@ __all__ = [
     "PackedBatches",
     "Source",
     "device_batches",
-    "source_counts",
     "to_device",
 ]
 
@@ -52,26 +51,16 @@ class Source:
     weight: float = 1.0
 
 
-def source_counts(sources: Sequence[Source]) -> list[int]:
-    """Sample counts of the packed files; ValueError naming a file that is empty or has a bad weight."""
-    counts = []
-    for source in sources:
-        if not source.weight > 0:
-            raise ValueError(f"{source.path}: dataset weight must be > 0, got {source.weight}")
-        with open_packed(source.path) as f:
-            count = f["images"].shape[0]
-        if count == 0:
-            raise ValueError(f"{source.path}: no samples to train on")
-        counts.append(count)
-    return counts
-
-
-def _check_fields(sources: Sequence[Source], fields: Sequence[str]) -> None:
-    for source in sources:
-        with h5py.File(source.path, "r") as f:
-            missing = [name for name in fields if name not in f]
-        if missing:
-            raise KeyError(f"{source.path}: the packed file has no {missing}, needed for training")
+def _open_source(source: Source, fields: Sequence[str]) -> PackedRows:
+    """The source's rows, after checking its weight, its layout (:func:`hand3d.h5io.open_packed`) and its size."""
+    if not source.weight > 0:
+        raise ValueError(f"{source.path}: dataset weight must be > 0, got {source.weight}")
+    open_packed(source.path).close()
+    rows = PackedRows(source.path, fields)
+    if rows.count == 0:
+        rows.close()
+        raise ValueError(f"{source.path}: no samples to train on")
+    return rows
 
 
 def all_have(sources: Sequence[Source], field: str) -> bool:
@@ -105,16 +94,15 @@ class PackedBatches:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.sources = list(sources)
-        self.counts = source_counts(self.sources)
-        _check_fields(self.sources, fields)
-        self.batch_size = batch_size
         self.fields = tuple(fields)
+        self.files = [_open_source(source, self.fields) for source in self.sources]
+        _check_row_shapes(self.files, self.fields)
+        self.counts = [f.count for f in self.files]
+        self.batch_size = batch_size
         self.seed, self.rank, self.start_step = seed, rank, start_step
         self.augment = augment or AugmentConfig()
         weights = np.array([s.weight for s in self.sources], dtype=np.float64)
         self.probabilities = weights / weights.sum()
-        self.files = [PackedRows(s.path, self.fields) for s in self.sources]
-        _check_row_shapes(self.files, self.fields)
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hand3d-read") if self.threads > 1 else None
 

@@ -50,6 +50,11 @@ class PackedRows:
         self.dtypes: dict[str, np.dtype] = {}
         self._lock = threading.Lock()
         self._h5 = h5py.File(self.path, "r")
+        missing = [name for name in fields if name not in self._h5]
+        if missing:
+            self._h5.close()
+            raise KeyError(f"{self.path}: the packed file has no {missing}, needed for training")
+        self.count = self._h5[fields[0]].shape[0] if fields else 0
         for name in fields:
             dataset = self._h5[name]
             self.row_shapes[name], self.dtypes[name] = dataset.shape[1:], dataset.dtype

@@ -265,7 +265,7 @@ def _step_function(run: _Run):
         objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
     if _compiles(run):
         objective = torch.compile(objective)
-    weights = TrainWeights(**run.settings.loss_weights) if run.settings.stage == "train" else None
+    weights = run.objective.weights if isinstance(run.objective, TrainObjective) else None
     mask_weights = {}
 
     def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -310,10 +310,14 @@ def _log_row(run: _Run, sums: torch.Tensor, count: int, seconds: float) -> None:
         raise FloatingPointError(f"non-finite loss at step {run.step}: {terms}")
 
 
+def _save_state(run: _Run, state_dir: Path) -> None:
+    save_state(state_dir, run.state())
+    write_history(state_dir / "history.csv", run.columns, run.history)
+
+
 def _checkpoint(run: _Run, state_dir: Path) -> None:
     if run.processes.is_main:
-        save_state(state_dir, run.state())
-        write_history(state_dir / "history.csv", run.columns, run.history)
+        _save_state(run, state_dir)
     if run.processes.distributed:
         torch.distributed.barrier()
 
@@ -374,15 +378,10 @@ def train(settings: Settings, model_out: str, history_out: str, state_dir: str) 
             write_history(history_out, run.columns, run.history)
             meta = {"stage": settings.stage, "iterations": run.step, "signature": run.signature}
             save_model(model_out, run.model, meta)
-            _checkpoint_final(run, state_dir)
+            # The finished state stays: a rerun with the same signature rewrites the outputs without training again.
+            _save_state(run, state_dir)
     finally:
         close_processes(run.processes)
-
-
-def _checkpoint_final(run: _Run, state_dir: Path) -> None:
-    # The finished state stays: a rerun with the same signature rewrites the outputs without training again.
-    save_state(state_dir, run.state())
-    write_history(state_dir / "history.csv", run.columns, run.history)
 
 
 # ---------------------------------------------------------------- launching
