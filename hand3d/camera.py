@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "fit_weak_perspective",
+    "lift_weak_perspective",
     "mirror_camera",
     "project_perspective",
     "project_weak_perspective",
@@ -149,3 +150,20 @@ def mirror_camera(camera: Any, width: float) -> Any:
         return torch.stack([camera[..., 0], (width - 1) - camera[..., 1], camera[..., 2]], dim=-1)
     camera = np.asarray(camera)
     return np.stack([camera[..., 0], (width - 1) - camera[..., 1], camera[..., 2]], axis=-1)
+
+
+def lift_weak_perspective(points3d: np.ndarray, camera: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Place root-relative points (N, 3) in metres into a pinhole camera's frame, given their weak-perspective
+    camera ``[s, tx, ty]`` in that image's pixels and its intrinsics ``K`` (3, 3).
+
+    Weak perspective is a pinhole view at one depth: ``s = f / Z0`` with ``f`` the mean focal length, so the
+    origin of the points goes to depth ``Z0 = f / s`` and to ``X0 = (tx - cx) / s``, ``Y0 = (ty - cy) / s``, which
+    projects it onto ``(tx, ty)`` as the weak-perspective camera does.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    s, tx, ty = (float(c) for c in camera)
+    if not s > 0:
+        raise ValueError(f"lift_weak_perspective needs a positive scale, got camera {camera}")
+    focal = (K[0, 0] + K[1, 1]) / 2
+    origin = np.array([(tx - K[0, 2]) / s, (ty - K[1, 2]) / s, focal / s])
+    return np.asarray(points3d, dtype=np.float64) + origin

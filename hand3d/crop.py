@@ -95,3 +95,33 @@ def crop_keypoints(keypoints_2d: np.ndarray, box: CropBox, width: int, height: i
     inside_crop = np.all((out[:, :2] >= 0) & (out[:, :2] <= CROP_SIZE - 1), axis=1)
     out[:, 2] = (visible_inside(keypoints_2d, width, height) & inside_crop).astype(np.float32)
     return out
+
+
+def camera_from_crop(camera: np.ndarray, box: CropBox, size: int = CROP_SIZE) -> np.ndarray:
+    """A crop's weak-perspective camera [s, tx, ty] -> the camera of the original image (undoing the mirror).
+
+    For a mirrored crop the returned camera projects the mirrored-back points (X' = -X), so that
+    ``from_crop(project(P, camera), box) == project(P', camera_from_crop(camera, box))``.
+    """
+    from hand3d.camera import mirror_camera
+
+    s, tx, ty = np.asarray(mirror_camera(camera, size) if box.mirrored else camera, dtype=np.float64)
+    k = box.side / size
+    return np.array([k * s, k * (tx + 0.5) - 0.5 + box.x0, k * (ty + 0.5) - 0.5 + box.y0])
+
+
+def whole_image_box(width: int, height: int, mirrored: bool = False) -> CropBox:
+    """The square crop holding the whole image, centred (the shorter side padded with black)."""
+    side = max(width, height)
+    return CropBox((width - side) // 2, (height - side) // 2, side, mirrored)
+
+
+def square_box(x: float, y: float, w: float, h: float, mirrored: bool, scale: float = BOX_SCALE) -> CropBox:
+    """The square crop of side ``scale`` times the larger side of a hand box (x, y, w, h), on the box's centre.
+
+    Unlike :func:`crop_box` it is not shifted inside the image: a user's box is kept centred (padded with black).
+    """
+    if not (w > 0 and h > 0):
+        raise ValueError(f"a hand box needs a positive width and height, got {w} x {h}")
+    side = max(MIN_SIDE, int(np.ceil(scale * max(w, h))))
+    return CropBox(round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), side, mirrored)

@@ -46,3 +46,27 @@ def synthetic_packed(tmp_path_factory, hand_model_path) -> Path:
     out = folder / "synthetic_train.h5"
     render_shard(str(out), str(hand_model_path), str(colors), str(backgrounds), "train", 0, 32, 0, SamplerConfig())
     return out
+
+
+@pytest.fixture(scope="session")
+def fixed_model(tmp_path_factory, hand_model_path):
+    """A saved RGB model whose head ignores the image: every crop gets the same known parameters.
+
+    The fc weights are zero (as at initialisation), so the output is ``mean + scale * bias``; the bias is set so
+    that this is ``params``, a posed, turned hand off the crop centre. Returns (model path, params (P,)).
+    """
+    import torch
+
+    from hand3d.model import HandRegressor, save_model
+
+    model = HandRegressor(hand_model_path, backbone="resnet18", input_size=64)
+    params = model.mean.clone()
+    params[model.layout.pose] = torch.tensor([1.0, -0.5, 0.3, 0.0, 0.0, 0.2])
+    params[model.layout.rotation] += torch.tensor([0.2, -0.1, 0.3])
+    params[model.layout.translation] += torch.tensor([12.0, -7.0])
+    with torch.no_grad():
+        model.head.bias.copy_((params - model.mean) / model.scale)
+    path = tmp_path_factory.mktemp("fixed_model") / "model.pt"
+    save_model(path, model, {"stage": "test"})
+    with torch.no_grad():
+        return path, model.eval().regress(torch.zeros(1, 3, 64, 64))[0]

@@ -1,0 +1,228 @@
+"""Evaluation of a trained model on a packed test set (DESIGN section 7): metrics.json, PCK plots, sample overlays.
+
+Every metric is computed twice: for the model and for the trivial mean-hand baseline (what the untrained network
+predicts: the mean hand, palm-facing, centred in the crop), so a reader sees at once whether the model learned.
+
+- 2D: PCK over 0-30 px and its AUC (the paper's MPII+NZSL protocol), on the visible keypoints, in the original
+  image's pixels (crop errors times the crop's side / 320; the crop pixels are reported too).
+- 3D, on the samples with 3D ground truth: the STB protocol (root-relative, the prediction rescaled to the ground
+  truth's middle MCP-PIP bone, PCK 0-50 mm, AUC 20-50 mm; root: the palm centre for STB, whose palm is its
+  original root joint, else the wrist), the root-relative MPJPE without rescaling, and the FreiHAND protocol
+  (per-sample similarity Procrustes: PA-MPJPE, joint AUC 0-50 mm; with vertices in the test set also PA-MPVPE
+  and F@5 / F@15 mm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hand3d import metrics
+from hand3d.atomic import atomic_write
+from hand3d.crop import CROP_SIZE
+from hand3d.drawing import draw_mask_outline, draw_skeleton, tile
+from hand3d.h5io import open_packed, read_samples
+from hand3d.inference import mean_hand_predictions, open_model, predict_crops
+from hand3d.overlay import MeshOverlay, screen_vertices
+from hand3d.paper_reference import paper_curve
+from hand3d.plots import PckPanel, plot_pck
+
+__all__ = ["PROTOCOLS", "TestSet", "evaluate", "score", "stb_root"]
+
+PROTOCOLS = {
+    "pck_2d": "2D PCK of the visible keypoints at absolute pixel thresholds 0-30 (1-px steps), AUC by the "
+    "trapezoid rule normalised by 30 (Boukhayma et al.'s MPII+NZSL protocol); image_px: in the original image's "
+    "pixels (crop error x crop side / 320), crop_px: in the 320-pixel crop",
+    "pck_3d": "STB protocol (Zimmermann & Brox): root-relative, prediction rescaled to the ground truth's middle "
+    "MCP-PIP bone, no rotation alignment; PCK at 0-50 mm (1-mm steps), AUC 20-50 mm normalised by 30",
+    "mpjpe_mm": "mean 3D keypoint error, root-relative (root as in pck_3d), no rescaling or alignment, mm",
+    "freihand": "FreiHAND protocol: per-sample similarity Procrustes alignment (as its official evaluation), "
+    "PA-MPJPE / PA-MPVPE in mm, joint AUC over 0-50 mm (100 thresholds), F@5 / F@15 mm on aligned vertices",
+}
+SAMPLE_COUNT = 8
+
+
+def stb_root(dataset: str) -> str:
+    """The 3D root joint of a test set: STB's own root is the palm centre (its reader estimates the wrist)."""
+    return "palm" if dataset == "stb" else "wrist"
+
+
+class TestSet:
+    """The labels of a packed test file (images stay on disk and are read in blocks)."""
+
+    LABELS = ("keypoints_2d", "keypoints_3d", "has_3d", "crop_box", "names")
+
+    def __init__(self, path: str | os.PathLike, need_heatmaps: bool):
+        self.path = str(path)
+        with open_packed(path) as f:
+            self.count = len(f["images"])
+            if need_heatmaps and "heatmaps" not in f:
+                raise ValueError(f"{path}: the model takes heatmaps (rgb+2d), but this test set has none")
+            self.has_vertices = "vertices" in f
+        if self.count == 0:
+            raise ValueError(f"{path}: the test set is empty")
+        fields = [*self.LABELS, *(["vertices"] if self.has_vertices else [])]
+        self.labels = read_samples(path, np.arange(self.count), fields)
+        self.heatmaps = need_heatmaps
+
+    def crops(self, rows: slice) -> tuple[np.ndarray, np.ndarray | None]:
+        with open_packed(self.path) as f:
+            maps = f["heatmaps"][rows] if self.heatmaps else None
+            return f["images"][rows], maps
+
+    def image_scale(self) -> np.ndarray:
+        """(N,) original-image pixels per crop pixel (1 where the crop has no source image, as for synthetic)."""
+        side = self.labels["crop_box"][:, 2].astype(np.float64)
+        return np.where(np.isfinite(side) & (side > 0), side / CROP_SIZE, 1.0)
+
+
+def _predict(model, test: TestSet, batch_size: int) -> dict[str, np.ndarray]:
+    parts = []
+    for start in range(0, test.count, batch_size):
+        images, maps = test.crops(slice(start, start + batch_size))
+        parts.append(predict_crops(model, images, maps, batch_size=batch_size))
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _with_protocol(result: dict, protocol: str) -> dict:
+    return {"protocol": PROTOCOLS[protocol], **result}
+
+
+def _score_2d(pred: dict, test: TestSet) -> dict:
+    gt = test.labels["keypoints_2d"].astype(np.float64)
+    visible = gt[..., 2] > 0
+    scale = test.image_scale()[:, None, None]
+    return {
+        "pck_2d_image_px": _with_protocol(
+            metrics.pck_2d(pred["keypoints_2d"] * scale, gt[..., :2] * scale, visible), "pck_2d"
+        ),
+        "pck_2d_crop_px": _with_protocol(metrics.pck_2d(pred["keypoints_2d"], gt, visible), "pck_2d"),
+    }
+
+
+def _score_3d(pred: dict, test: TestSet, root: str, palm_factor: float) -> dict:
+    rows = test.labels["has_3d"].astype(bool)
+    if not rows.any():
+        return {}
+    gt = test.labels["keypoints_3d"][rows].astype(np.float64)
+    kp = pred["keypoints_3d"][rows].astype(np.float64)
+    scores = {
+        "pck_3d": _with_protocol(metrics.pck_3d(kp, gt, root=root, palm_factor=palm_factor), "pck_3d"),
+        "mpjpe_mm": 1000.0
+        * metrics.mpjpe(metrics.root_relative(kp, root, palm_factor), metrics.root_relative(gt, root, palm_factor)),
+    }
+    verts = None
+    if test.has_vertices:
+        gt_verts = test.labels["vertices"][rows].astype(np.float64)
+        if gt_verts.shape[1] == pred["vertices"].shape[1] and np.isfinite(gt_verts).all():
+            verts = (pred["vertices"][rows].astype(np.float64), gt_verts)
+    freihand = metrics.freihand_scores(kp, gt, *(verts or ()))
+    freihand.pop("mpjpe_mm", None)  # unaligned errors need absolute positions: the weak-perspective model has none
+    freihand.pop("mpvpe_mm", None)
+    scores["freihand"] = _with_protocol(freihand, "freihand")
+    return scores
+
+
+def score(pred: dict, test: TestSet, root: str = "wrist", palm_factor: float = 2.0) -> dict:
+    """All metrics of predictions (see :mod:`hand3d.inference`) against a test set's labels."""
+    return {**_score_2d(pred, test), **_score_3d(pred, test, root, palm_factor)}
+
+
+def _paper_aucs(dataset: str, inputs: str, scores: dict) -> dict:
+    curve = paper_curve(dataset, inputs)
+    if curve is None:
+        return {}
+    key, lo, hi = ("pck_2d_image_px", 0, 30) if curve.unit == "px" else ("pck_3d", 20, 50)
+    if key not in scores:
+        return {}
+    return {"metric": key, "auc": metrics.auc(curve.thresholds, curve.pck, lo, hi), "source": curve.label}
+
+
+def _panels(dataset: str, inputs: str, model_scores: dict, baseline: dict) -> list[PckPanel]:
+    curve = paper_curve(dataset, inputs)
+    panels = [
+        PckPanel(
+            "2D PCK (original image pixels)",
+            "px",
+            model_scores["pck_2d_image_px"],
+            baseline["pck_2d_image_px"],
+            curve if curve is not None and curve.unit == "px" else None,
+        )
+    ]
+    if "pck_3d" in model_scores:
+        panels.append(
+            PckPanel(
+                "3D PCK (STB protocol)",
+                "mm",
+                model_scores["pck_3d"],
+                baseline["pck_3d"],
+                curve if curve is not None and curve.unit == "mm" else None,
+            )
+        )
+    return panels
+
+
+def _sample_pair(crop: np.ndarray, gt: dict, pred: dict, overlay: MeshOverlay) -> list[np.ndarray]:
+    truth = draw_mask_outline(crop, gt["masks"]) if gt["has_mask"] else crop
+    truth = draw_skeleton(truth, gt["keypoints_2d"])
+    mesh = screen_vertices(pred["vertices"], pred["params"][:3])
+    guess = draw_skeleton(overlay.draw(crop, [mesh]), pred["keypoints_2d"])
+    for image, text in ((truth, "ground truth"), (guess, "prediction")):
+        cv2.putText(image, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return [truth, guess]
+
+
+def sample_overlays(test: TestSet, pred: dict, faces: np.ndarray, out_png: str, count: int = SAMPLE_COUNT) -> None:
+    """``count`` evenly spaced test crops: ground truth (skeleton, mask outline) beside the prediction (rendered
+    mesh and skeleton), four pairs per row."""
+    rows = np.unique(np.linspace(0, test.count - 1, min(count, test.count)).astype(int))
+    data = read_samples(test.path, rows, ["images", "masks", "has_mask", "keypoints_2d"])
+    tiles = []
+    with MeshOverlay(faces) as overlay:
+        for i, row in enumerate(rows):
+            gt = {key: value[i] for key, value in data.items()}
+            tiles += _sample_pair(data["images"][i], gt, {key: value[row] for key, value in pred.items()}, overlay)
+    grid = tile(tiles, columns=min(8, len(tiles)))
+    atomic_write(out_png, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)))
+
+
+def evaluate(
+    model_path: str,
+    test_h5: str,
+    out_json: str,
+    out_plot: str,
+    out_samples: str,
+    dataset: str,
+    hand_model: str | None = None,
+    palm_factor: float = 2.0,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> dict:
+    """Metrics of the model and of the mean-hand baseline on a test set, with the plots; returns the JSON record."""
+    model = open_model(model_path, hand_model, device)
+    inputs = model.config["inputs"]
+    test = TestSet(test_h5, need_heatmaps=model.uses_heatmaps)
+    pred = _predict(model, test, batch_size)
+    root = stb_root(dataset)
+    model_scores = score(pred, test, root, palm_factor)
+    baseline = score(mean_hand_predictions(model, test.count), test, root, palm_factor)
+    record = {
+        "model": str(model_path),
+        "test_set": str(test_h5),
+        "dataset": dataset,
+        "inputs": inputs,
+        "samples": test.count,
+        "samples_3d": int(test.labels["has_3d"].sum()),
+        "root": root,
+        "scores": {"model": model_scores, "mean_hand": baseline},
+        "paper": _paper_aucs(dataset, inputs, model_scores),
+    }
+    title = f"{Path(model_path).parent.name} on {dataset} test ({test.count} samples)"
+    plot_pck(_panels(dataset, inputs, model_scores, baseline), out_plot, title)
+    sample_overlays(test, pred, model.hand.faces, out_samples)
+    atomic_write(out_json, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    return record

@@ -1,0 +1,97 @@
+"""Batched inference: a trained model on 320-pixel crops, the mean-hand baseline, and finding a model's hand model.
+
+Predictions come back as numpy arrays (float32) with the :class:`~hand3d.model.Prediction` fields: ``params``
+(N, P), ``vertices`` (N, V, 3) and ``keypoints_3d`` (N, 21, 3) in metres (camera axes, OpenCV convention, about the
+hand model's own origin: weak perspective gives no depth), ``keypoints_2d`` (N, 21, 2) and ``vertices_2d`` (N, V, 2)
+in crop pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hand3d.distributed import pick_device
+from hand3d.model import HandRegressor, load_model
+
+__all__ = ["FIELDS", "find_hand_model", "mean_hand_predictions", "open_model", "predict_crops"]
+
+FIELDS = ("params", "vertices", "keypoints_3d", "keypoints_2d", "vertices_2d")
+
+
+def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:
+    """The hand model file a checkpoint was trained with.
+
+    ``stored`` is the path recorded in the checkpoint, relative to the directory the workflow ran in. It is tried as
+    given, then against each folder above the checkpoint (``results/models/<run>/model.pt`` sits three levels under
+    the workflow directory), so a results tree that moved with its models still loads.
+    """
+    candidates = [Path(stored)]
+    if not Path(stored).is_absolute():
+        candidates += [parent / stored for parent in Path(model_path).resolve().parents]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{model_path}: its hand model {stored!r} was found neither here nor above the model file; "
+        "pass the MANO_RIGHT.npz it was trained with (--hand-model)"
+    )
+
+
+def open_model(
+    model_path: str | os.PathLike, hand_model: str | os.PathLike | None = None, device: str = "auto"
+) -> HandRegressor:
+    """A saved model in eval mode on ``device`` ("auto": CUDA if present), its hand model found as above."""
+    if not Path(model_path).is_file():
+        raise FileNotFoundError(f"{model_path}: model file not found")
+    config = torch.load(model_path, map_location="cpu", weights_only=True).get("config", {})
+    if hand_model is None and "hand_model" in config:
+        hand_model = find_hand_model(model_path, config["hand_model"])
+    return load_model(model_path, hand_model=hand_model, map_location=pick_device(device))
+
+
+def _batches(count: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, count, batch_size):
+        yield slice(start, min(start + batch_size, count))
+
+
+def _to_numpy(prediction) -> dict[str, np.ndarray]:
+    return {name: getattr(prediction, name).float().cpu().numpy() for name in FIELDS}
+
+
+def _gather(parts: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    parts = list(parts)
+    return {name: np.concatenate([p[name] for p in parts]) for name in FIELDS}
+
+
+@torch.no_grad()
+def predict_crops(
+    model: HandRegressor,
+    images: np.ndarray,
+    heatmaps: np.ndarray | None = None,
+    batch_size: int = 64,
+    progress: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Run ``model`` on RGB crops (N, H, W, 3) uint8 (and heatmaps (N, 21, h, w) uint8 for RGB+2D models)."""
+    device = next(model.parameters()).device
+    parts = []
+    for rows in tqdm(list(_batches(len(images), batch_size)), desc=progress, disable=progress is None):
+        x = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device).permute(0, 3, 1, 2)
+        maps = None if heatmaps is None else torch.from_numpy(np.ascontiguousarray(heatmaps[rows])).to(device)
+        parts.append(_to_numpy(model(x, maps)))
+    if not parts:
+        raise ValueError("no crops to predict")
+    return _gather(parts)
+
+
+@torch.no_grad()
+def mean_hand_predictions(model: HandRegressor, count: int) -> dict[str, np.ndarray]:
+    """The trivial baseline: the model's mean hand (what the untrained network predicts) for each of ``count``
+    crops, palm-facing, centred in the crop."""
+    one = _to_numpy(model.decode(model.mean[None]))
+    return {name: np.repeat(value, count, axis=0) for name, value in one.items()}
