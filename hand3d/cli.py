@@ -2,6 +2,9 @@
 
 hand3d mesh    --model results/hand_model/MANO_RIGHT.npz --pose 2,0,0 --out hand.obj
 hand3d inspect results/hand_model/MANO_RIGHT.npz
+hand3d predict --model results/models/rgb/model.pt photos/ --out predictions/
+hand3d predict --model results/models/rgb/model.pt --format freihand FreiHAND_pub_v2 --out pred.json
+hand3d eval-freihand --pred pred.json --gt FreiHAND_pub_v2_eval --out scores.json
 """
 
 from __future__ import annotations
@@ -90,6 +93,49 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Meshes, JSON records and overlays for the hands of images, or FreiHAND's benchmark prediction file."""
+    if args.format == "freihand":
+        from hand3d.freihand_benchmark import predict_freihand
+
+        if len(args.inputs) != 1:
+            raise ValueError("--format freihand takes one input: the FreiHAND_pub_v2 folder")
+        count = predict_freihand(args.model, args.inputs[0], args.out, args.batch_size, args.device, args.hand_model)
+        print(f"wrote {args.out}: predictions for {count} FreiHAND evaluation images")
+        return 0
+    from hand3d.predict import predict
+
+    done = predict(
+        args.inputs,
+        args.model,
+        args.out,
+        boxes=args.boxes,
+        openpose=args.openpose,
+        left=args.hand == "left",
+        box_scale=args.box_scale,
+        batch_size=args.batch_size,
+        device=args.device,
+        hand_model=args.hand_model,
+    )
+    skipped = f"; skipped: {dict(done.issues)}" if done.issues else ""
+    print(f"wrote {done.hands} hands to {args.out}{skipped}")
+    return 0
+
+
+def cmd_eval_freihand(args: argparse.Namespace) -> int:
+    """Score a FreiHAND pred.json against the evaluation annotations, offline."""
+    from hand3d.freihand_benchmark import evaluate_freihand
+
+    record = evaluate_freihand(args.pred, args.gt, args.out)
+    scores = record["scores"]
+    for key in ("pa_mpjpe_mm", "pa_mpvpe_mm", "f_at_5mm", "f_at_15mm", "auc_joint_0_50mm", "mpjpe_mm"):
+        if key in scores:
+            print(f"{key:>18}: {scores[key]:.4f}")
+    if "mesh_skipped" in record:
+        print(f"mesh scores skipped: {record['mesh_skipped']}")
+    return 0
+
+
 def torch_device_name(device) -> str:
     import torch
 
@@ -113,6 +159,31 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="print a hand model's provenance and statistics")
     inspect.add_argument("path", nargs="?", default=DEFAULT_MODEL, help="hand model npz (default: %(default)s)")
     inspect.set_defaults(run=cmd_inspect)
+
+    predict = sub.add_parser("predict", help="3D hands from images: mesh .obj, JSON and overlay per hand")
+    predict.add_argument("inputs", nargs="+", help="images or folders (searched recursively)")
+    predict.add_argument("--model", required=True, help="a trained model.pt (results/models/<experiment>/model.pt)")
+    predict.add_argument("--out", required=True, help="output folder (--format freihand: the pred.json path)")
+    predict.add_argument(
+        "--format", choices=("files", "freihand"), default="files", help="files per hand, or FreiHAND's pred.json"
+    )
+    where = predict.add_mutually_exclusive_group()
+    where.add_argument("--boxes", help='JSON {"image.jpg": [{"box": [x, y, w, h], "hand": "left"}, ...]}')
+    where.add_argument("--openpose", help="folder of OpenPose <stem>_keypoints.json (needed by rgb+2d models)")
+    predict.add_argument(
+        "--hand", choices=("right", "left"), default="right", help="without boxes/detections: the hand in each image"
+    )
+    predict.add_argument("--box-scale", type=float, default=2.2, help="crop side / box side (default: %(default)s)")
+    predict.add_argument("--batch-size", type=int, default=16, help="hands per forward pass (default: %(default)s)")
+    predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    predict.add_argument("--hand-model", help="the MANO_RIGHT.npz the model was trained with (default: found)")
+    predict.set_defaults(run=cmd_predict)
+
+    freihand = sub.add_parser("eval-freihand", help="score a FreiHAND pred.json offline (its official protocol)")
+    freihand.add_argument("--pred", required=True, help="pred.json: [xyz_list, verts_list] in metres")
+    freihand.add_argument("--gt", required=True, help="the FreiHAND_pub_v2_eval folder")
+    freihand.add_argument("--out", help="write the scores as JSON here")
+    freihand.set_defaults(run=cmd_eval_freihand)
 
     bench = sub.add_parser("bench", help="measure throughput").add_subparsers(dest="what", required=True)
     render = bench.add_parser("render", help="synthetic rendering: end to end and bare rasterisation, per device")

@@ -1,0 +1,137 @@
+"""hand3d predict: images of odd sizes, whole-image / boxes / OpenPose crops, left hands mirrored in and out."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hand3d.camera import project_weak_perspective
+from hand3d.cli import main
+from hand3d.predict import load_boxes, predict
+
+SIZES = [(97, 173), (211, 50), (64, 64)]  # (height, width)
+
+
+@pytest.fixture()
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i, (h, w) in enumerate(SIZES):
+        cv2.imwrite(str(folder / f"img{i}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    return folder
+
+
+def _read_obj(path):
+    lines = path.read_text().splitlines()
+    vertices = np.array([[float(v) for v in line.split()[1:]] for line in lines if line.startswith("v ")])
+    faces = np.array([[int(v) for v in line.split()[1:]] for line in lines if line.startswith("f ")])
+    return vertices, faces
+
+
+def test_whole_images_of_odd_sizes_give_mesh_json_and_overlay(fixed_model, images, tmp_path):
+    model_path, params = fixed_model
+    out = tmp_path / "out"
+    done = predict([str(images)], str(model_path), str(out), batch_size=2)
+    assert done.hands == 3 and done.issues == {"unreadable image": 1}
+    for i, (h, w) in enumerate(SIZES):
+        record = json.loads((out / f"img{i}_0.json").read_text())
+        assert record["hand"] == "right" and len(record["mano"]["hand_pose"]) == 15
+        assert record["mano"]["hand_pose_pca"] == pytest.approx(params[6:12].tolist(), abs=1e-5)
+        assert record["camera"]["crop"] == pytest.approx(params[:3].tolist(), rel=1e-5)
+        # the image camera projects the written 3D keypoints onto the written 2D ones
+        kp3d, kp2d = np.array(record["keypoints_3d"]), np.array(record["keypoints_2d"])
+        assert project_weak_perspective(kp3d, np.array(record["camera"]["image"])) == pytest.approx(kp2d, abs=1e-3)
+        # the whole image is the crop, centred: its side is the longer image side
+        side, (s, tx, ty) = max(h, w), params[:3].tolist()
+        x0, y0 = (w - side) // 2, (h - side) // 2
+        k = side / 320
+        expected = [k * s, k * (tx + 0.5) - 0.5 + x0, k * (ty + 0.5) - 0.5 + y0]
+        assert record["camera"]["image"] == pytest.approx(expected, rel=1e-5)
+        assert record["crop_box"] == {"x0": x0, "y0": y0, "side": side, "mirrored": False}
+        overlay = cv2.imread(str(out / f"img{i}_overlay.png"))
+        assert overlay.shape == (h, w, 3)
+        vertices, faces = _read_obj(out / f"img{i}_0.obj")
+        assert faces.min() == 1 and vertices.shape[1] == 3
+    picture = cv2.imread(str(images / "img0.png")).astype(int)
+    changed = np.abs(cv2.imread(str(out / "img0_overlay.png")).astype(int) - picture).max(axis=2) > 30
+    assert changed.mean() > 0.02, "the mesh is drawn over the image"
+
+
+def test_left_hands_are_mirrored_in_and_out(fixed_model, images, tmp_path):
+    model_path, _ = fixed_model
+    image = images / "img0.png"
+    predict([str(image)], str(model_path), str(tmp_path / "right"))
+    predict([str(image)], str(model_path), str(tmp_path / "left"), left=True)
+    right = json.loads((tmp_path / "right/img0_0.json").read_text())
+    left = json.loads((tmp_path / "left/img0_0.json").read_text())
+    assert left["hand"] == "left" and left["crop_box"]["mirrored"]
+    kp_r, kp_l = np.array(right["keypoints_3d"]), np.array(left["keypoints_3d"])
+    assert kp_l == pytest.approx(kp_r * [-1, 1, 1], abs=1e-6)
+    # the model ignores pixels, so the left hand is the right one mirrored about the crop's vertical axis
+    box = right["crop_box"]
+    axis = 2 * box["x0"] + box["side"] - 1
+    uv_r, uv_l = np.array(right["keypoints_2d"]), np.array(left["keypoints_2d"])
+    assert uv_l[:, 0] == pytest.approx(axis - uv_r[:, 0], abs=1e-3)
+    assert uv_l[:, 1] == pytest.approx(uv_r[:, 1], abs=1e-3)
+    assert project_weak_perspective(kp_l, np.array(left["camera"]["image"])) == pytest.approx(uv_l, abs=1e-3)
+    v_r, f_r = _read_obj(tmp_path / "right/img0_0.obj")
+    v_l, f_l = _read_obj(tmp_path / "left/img0_0.obj")
+    assert v_l == pytest.approx(v_r * [-1, 1, 1], abs=1e-5)
+    assert np.array_equal(f_l, f_r[:, ::-1]), "mirrored meshes keep outward normals"
+
+
+def test_boxes_file_gives_one_output_per_hand(fixed_model, images, tmp_path):
+    model_path, _ = fixed_model
+    boxes = tmp_path / "boxes.json"
+    hands = [{"box": [10, 20, 30, 40], "hand": "right"}, {"box": [100, 10, 20, 20], "hand": "left"}]
+    boxes.write_text(json.dumps({"img0.png": hands}))
+    done = predict([str(images / "img0.png"), str(images / "img1.png")], str(model_path), str(tmp_path / "o"), boxes)
+    assert done.hands == 2 and done.issues == {"no hand found": 1}
+    first = json.loads((tmp_path / "o/img0_0.json").read_text())
+    second = json.loads((tmp_path / "o/img0_1.json").read_text())
+    assert first["crop_box"] == {"x0": -19, "y0": -4, "side": 88, "mirrored": False}  # 2.2 x 40 around (25, 40)
+    assert second["hand"] == "left"
+    assert (tmp_path / "o/img0_overlay.png").is_file() and not (tmp_path / "o/img1_0.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[1, 2]", "mapping image names"), ('{"a.png": [{"box": [1, 2]}]}', r"\[x, y, w, h\]"), ("{", "readable")],
+)
+def test_bad_boxes_file_is_refused_naming_it(tmp_path, content, message):
+    path = tmp_path / "boxes.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"boxes.json.*{message}"):
+        load_boxes(path)
+
+
+def test_openpose_detections_crop_and_feed_an_rgb2d_model(hand_model_path, images, tmp_path):
+    from hand3d.model import HandRegressor, save_model
+
+    model_path = tmp_path / "rgb2d.pt"
+    save_model(model_path, HandRegressor(hand_model_path, backbone="resnet18", inputs="rgb+2d", input_size=64))
+    with pytest.raises(ValueError, match="heatmaps"):
+        predict([str(images / "img0.png")], str(model_path), str(tmp_path / "o"))
+    detections = tmp_path / "openpose"
+    detections.mkdir()
+    rng = np.random.default_rng(2)
+    hand = np.column_stack([rng.uniform(60, 110, 21), rng.uniform(30, 70, 21), np.full(21, 0.8)])
+    person = {"hand_left_keypoints_2d": hand.ravel().tolist(), "hand_right_keypoints_2d": [0.0] * 63}
+    (detections / "img0_keypoints.json").write_text(json.dumps({"people": [person]}))
+    done = predict([str(images)], str(model_path), str(tmp_path / "o"), openpose=str(detections))
+    assert done.hands == 1, "only the left hand has confident keypoints"
+    assert done.issues == {"unreadable image": 1, "no hand found": 2}
+    assert json.loads((tmp_path / "o/img0_0.json").read_text())["hand"] == "left"
+
+
+def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsys):
+    model_path, _ = fixed_model
+    assert main(["predict", str(images / "img2.png"), "--model", str(model_path), "--out", str(tmp_path / "o")]) == 0
+    assert "wrote 1 hands" in capsys.readouterr().out
+    assert main(["predict", str(tmp_path / "missing"), "--model", str(model_path), "--out", str(tmp_path)]) == 2
+    assert "missing: no such image or folder" in capsys.readouterr().err
