@@ -23,6 +23,7 @@ include: "rules/hand_model.smk"
 include: "rules/synthetic.smk"
 include: "rules/real_data.smk"
 include: "rules/training.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:

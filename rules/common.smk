@@ -13,6 +13,8 @@ wildcard_constraints:
     split="train|test",
     dataset="|".join(registry.DATASETS),
     experiment="(?!pretrain/)[A-Za-z0-9_]+",
+    run="[A-Za-z0-9_]+",
+    testset="synthetic|" + "|".join(registry.DATASETS),
 
 
 def mano_pickle_input(wildcards):
@@ -107,6 +109,7 @@ def all_targets():
         "results/synthetic/preview.png",
         *real_targets(),
         *model_targets(),
+        *evaluation_targets(),
     ]
 
 
@@ -183,3 +186,69 @@ def model_targets() -> list[str]:
         for run in runs
         for name in ("model.pt", "history.csv")
     ]
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def test_sets() -> list[str]:
+    """The enabled real datasets that have a test split."""
+    return [d for d in enabled_datasets() if "test" in registry.SPLITS[d]]
+
+
+def palm_factor(wildcards) -> float:
+    """STB's wrist-from-palm factor, which its 3D protocol undoes to get back to the palm root."""
+    return float(config["datasets"]["stb"]["palm_to_wrist"])
+
+
+def freihand_root() -> str:
+    root = config["datasets"]["freihand"]["root"]
+    return registry.demo_root("freihand") if root == "demo" else root
+
+
+def freihand_eval_root() -> str:
+    """FreiHAND_pub_v2_eval: the configured folder, else the sibling of the FreiHAND_pub_v2 folder."""
+    configured = config["datasets"]["freihand"]["eval_root"]
+    return configured or f"{freihand_root().rstrip('/')}_eval"
+
+
+def freihand_demo(wildcards) -> list[str]:
+    return (
+        ["results/demo_raw/freihand"]
+        if config["datasets"]["freihand"]["root"] == "demo"
+        else []
+    )
+
+
+def evaluations() -> list[tuple[str, str]]:
+    """(run, test set) pairs: the pretraining on the synthetic test set, each experiment on every real one."""
+    pairs = [("pretrain", "synthetic")]
+    return pairs + [(run, test) for run in experiments() for test in test_sets()]
+
+
+def freihand_benchmarks() -> list[str]:
+    """Experiments scored on FreiHAND's benchmark (RGB-only models, FreiHAND enabled)."""
+    if not config["datasets"]["freihand"]["root"]:
+        return []
+    return [
+        run for run in experiments() if config["experiments"][run]["inputs"] == "rgb"
+    ]
+
+
+def metric_files(wildcards=None) -> list[str]:
+    return [f"results/eval/{run}/{test}/metrics.json" for run, test in evaluations()]
+
+
+def evaluation_targets() -> list[str]:
+    targets = [
+        f"results/eval/{run}/{test}/{name}"
+        for run, test in evaluations()
+        for name in ("metrics.json", "pck.png", "samples.png")
+    ]
+    targets += [
+        f"results/eval/{run}/freihand/benchmark.json" for run in freihand_benchmarks()
+    ]
+    targets += [
+        f"results/models/{run}/history.png" for run in ["pretrain", *experiments()]
+    ]
+    return targets + ["results/eval/summary.tsv", "results/eval/summary.html"]

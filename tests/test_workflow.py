@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -136,6 +137,7 @@ def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
 
     hand = workdir / "results/hand_model/MANO_RIGHT.npz"  # the stored path is relative to the workflow directory
     assert load_model(workdir / "results/models/rgb_2d/model.pt", hand_model=hand).uses_heatmaps
+    check_evaluation(workdir)
     write_config(workdir, experiments={**TINY["experiments"], "rgb": {**TINY["experiments"]["rgb"], "lr": 2e-4}})
     dry = snakemake(workdir, "-n", "--cores", "2").stdout
     assert re.search(r"^train\s+1$", dry, re.M), "only the changed experiment retrains"
@@ -149,6 +151,31 @@ def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
     assert "rule render_synthetic:" in dry and "rule synthetic_preview:" in dry
     for untouched in ("hand_model", "colored_meshes", "backgrounds"):
         assert f"rule {untouched}:" not in dry, untouched
+
+
+EVALUATIONS = [("pretrain", "synthetic")]
+EVALUATIONS += [(run, test) for run in ("rgb", "rgb_2d") for test in ("mpii_nzsl", "stb", "freihand")]
+
+
+def check_evaluation(workdir: Path) -> None:
+    """Every run on its test sets, the FreiHAND benchmark for the RGB model, loss plots, the table and the report."""
+    for run, test in EVALUATIONS:
+        folder = workdir / "results/eval" / run / test
+        record = json.loads((folder / "metrics.json").read_text())
+        assert record["samples"] > 0 and record["dataset"] == test, (run, test)
+        assert set(record["scores"]["model"]) == set(record["scores"]["mean_hand"])
+        assert ("pck_3d" in record["scores"]["model"]) == (test != "mpii_nzsl"), (run, test)
+        assert (folder / "pck.png").stat().st_size > 10_000 and (folder / "samples.png").stat().st_size > 50_000
+    assert json.loads((workdir / "results/eval/rgb/freihand/benchmark.json").read_text())["scores"]["count"] == 4
+    assert not (workdir / "results/eval/rgb_2d/freihand/benchmark.json").exists(), "rgb+2d has no FreiHAND format"
+    for run in ("pretrain", "rgb", "rgb_2d"):
+        assert (workdir / f"results/models/{run}/history.png").stat().st_size > 10_000
+    table = (workdir / "results/eval/summary.tsv").read_text().splitlines()
+    assert table[0].startswith("run\ttest set") and len(table) > len(EVALUATIONS)
+    snakemake(workdir, "--report", "results/report.html")
+    report = (workdir / "results/report.html").read_text()
+    for needle in ("Evaluation", "Training", "Real data", "pck.png", "samples.png", "history.png", "summary.html"):
+        assert needle in report, needle
 
 
 @pytest.mark.workflow
