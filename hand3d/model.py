@@ -12,7 +12,9 @@ metres to crop pixels of the 320 crop: ``u = s*X + tx``, ``v = s*Y + ty``; ``rot
 about the wrist; pose and betas are the MANO PCA and shape coefficients (``flat_hand_mean=False``).
 
 Head. ``params = mean + scale * fc(features)`` with ``fc`` initialised to zero, so the untrained network predicts
-exactly ``mean``: the mean hand (zero pose and shape) seen palm-facing the camera with the fingers up, its projected
+exactly ``mean``; the camera scale is ``s = mean_s * exp(SCALE_STEP * fc_s)`` instead, the same to first order but
+always positive (a negative ``s`` projects the hand turned 180 degrees about the optical axis onto the same pixels,
+a mirror solution the 2D and mask losses cannot tell apart, which training drifted into): the mean hand (zero pose and shape) seen palm-facing the camera with the fingers up, its projected
 vertex box of side 320/2.2 centred in the crop (:func:`mean_hand_params`). ``scale`` puts the fc outputs at order 1
 (:func:`head_scale`). A zero fc passes no gradient to the features: the first step trains the fc only, the backbone
 gets gradients from the second step on.
@@ -362,8 +364,11 @@ class HandRegressor(nn.Module):
 
     def regress(self, images: torch.Tensor, heatmaps: torch.Tensor | None = None) -> torch.Tensor:
         """The parameter vector (B, P) in float32."""
-        features = self.backbone(self.prepare(images, heatmaps))
-        return self.mean + self.scale * self.head(features).float()
+        out = self.head(self.backbone(self.prepare(images, heatmaps))).float()
+        params = self.mean + self.scale * out
+        # s = mean_s * exp(SCALE_STEP * out_s): the linear map above to first order, but always positive
+        s = self.mean[self.layout.scale] * torch.exp(SCALE_STEP * out[:, self.layout.scale])
+        return torch.cat([s, params[:, 1:]], dim=1)
 
     def decode(self, params: torch.Tensor) -> Prediction:
         """Hand layer and projection of a parameter vector (B, P), in float32 (autocast off)."""

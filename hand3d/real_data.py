@@ -38,13 +38,26 @@ def reader(dataset: str):
 # --- demo_raw ------------------------------------------------------------------------------------------------------
 
 
-def write_demo_raw(dataset: str, out_dir: str, hand_model: str, seed: int) -> None:
-    """A stand-in for `dataset` in its published layout, made of procedural-hand photographs."""
+# The smallest stand-ins (demo scale 1): the keyword arguments of each reader's write_demo.
+DEMO_SIZES = {
+    "mpii_nzsl": {"train": 12, "test": 8},
+    "panoptic": {"train": 8},
+    "stb": {"frames": 3},  # per sequence: B1 (2 sequences) test, B2-B6 (10) train
+    "freihand": {"train": 8, "test": 4},
+}
+
+
+def write_demo_raw(dataset: str, out_dir: str, hand_model: str, seed: int, scale: int = 1) -> None:
+    """A stand-in for `dataset` in its published layout, made of procedural-hand photographs; ``scale`` times the
+    smallest size (:data:`DEMO_SIZES`)."""
     from hand3d.datasets.standin import HandPhotographer
 
+    if scale < 1:
+        raise ValueError(f"the stand-in scale must be at least 1, got {scale}")
     photographer = HandPhotographer(hand_model, seed=seed)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    reader(dataset).write_demo(out_dir, photographer, seed)
+    sizes = {key: count * scale for key, count in DEMO_SIZES[dataset].items()}
+    reader(dataset).write_demo(out_dir, photographer, seed, **sizes)
     photographer.release()
 
 

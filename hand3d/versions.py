@@ -8,5 +8,5 @@ time.
 HAND_MODEL = 1
 SYNTHETIC = 1
 REAL_DATA = 1
-TRAINING = 1  # pretraining and training (hand3d.train, data, augment, objectives)
+TRAINING = 2  # pretraining and training (hand3d.train, data, augment, objectives)
 EVALUATION = 1  # evaluation, FreiHAND benchmark (hand3d.evaluate, metrics, freihand_benchmark)

@@ -13,6 +13,7 @@ rule demo_raw:
         runtime=30,
     params:
         seed=lookup(dpath="real/seed", within=config),
+        scale=lookup(dpath="real/demo_scale", within=config),
         version=versions.REAL_DATA,
     script:
         "../workflow_scripts/demo_raw.py"

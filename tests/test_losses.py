@@ -84,8 +84,11 @@ def test_keypoint_2d_loss_value_and_visibility():
     pred = gt[..., :2].clone().requires_grad_()
     assert keypoint_2d_loss(pred, gt) == 0
     moved = pred.detach().clone()
-    moved[0, 3, 0] += 32  # 32 px = 0.1 crop
-    torch.testing.assert_close(keypoint_2d_loss(moved, gt), torch.tensor(0.1**2 / (3 * 21)))
+    moved[0, 3, 0] += 32  # 32 px = 0.2 of the half crop
+    torch.testing.assert_close(keypoint_2d_loss(moved, gt), torch.tensor(0.2**2 / 3))  # summed, mean of 3 samples
+    both = moved.clone()
+    both[1, :, 1] += 16  # every keypoint of the second sample: 21 x 0.1**2 more
+    torch.testing.assert_close(keypoint_2d_loss(both, gt), torch.tensor((0.2**2 + 21 * 0.1**2) / 3))
     gt[0, 3, 2] = 0  # that keypoint is now invisible: ignored, whatever its coordinates
     assert keypoint_2d_loss(moved, gt) == 0
     gt[0, 3, :2] = float("nan")

@@ -25,6 +25,7 @@ TINY = {
         "colors": {"count": 2, "registered_meshes": None, "scans": None},
         "backgrounds": {"folder": None, "size": 320, "procedural": 1},
     },
+    "real": {"demo_scale": 1},
     "model": {"backbone": "resnet18", "input_size": 64},
     "training": {"log_every": 2, "checkpoint_every": 2},
     "pretrain": {"iterations": 4, "batch_size": 4},

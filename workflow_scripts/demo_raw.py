@@ -11,7 +11,9 @@ def main(smk) -> None:
     from hand3d.runlog import logged
 
     with logged(smk.log[0]):
-        write_demo_raw(smk.wildcards.dataset, smk.output.root, smk.input.model, seed=smk.params.seed)
+        write_demo_raw(
+            smk.wildcards.dataset, smk.output.root, smk.input.model, seed=smk.params.seed, scale=smk.params.scale
+        )
 
 
 if __name__ == "__main__":
