@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hand3d.atomic import atomic_write
 
-__all__ = ["COLUMNS", "summary_rows", "write_summary"]
+__all__ = ["COLUMNS", "benchmark_rows", "summary_rows", "write_summary"]
 
 # column -> (path in the scores, format)
 METRICS = {
@@ -64,6 +64,37 @@ def summary_rows(metric_files: list[str]) -> list[dict[str, str]]:
     return rows
 
 
+BENCHMARK = {
+    "FreiHAND PA-MPJPE mm": ("pa_mpjpe_mm", "{:.1f}"),
+    "FreiHAND PA-MPVPE mm": ("pa_mpvpe_mm", "{:.1f}"),
+    "FreiHAND F@5 mm": ("f_at_5mm", "{:.3f}"),
+    "FreiHAND F@15 mm": ("f_at_15mm", "{:.3f}"),
+}
+
+
+def benchmark_rows(benchmark_files: list[str]) -> list[dict[str, str]]:
+    """One row per FreiHAND benchmark score (``benchmark.json``), beside the paper's (as the FreiHAND paper gives)."""
+    rows = []
+    for path in benchmark_files:
+        record = json.loads(Path(path).read_text())
+        run = Path(path).parent.parent.name
+        for name, (key, pattern) in BENCHMARK.items():
+            if key not in record["scores"]:
+                continue
+            rows.append(
+                {
+                    "run": run,
+                    "test set": "freihand (benchmark)",
+                    "samples": str(record["scores"]["count"]),
+                    "metric": name,
+                    "model": _format(record["scores"][key], pattern),
+                    "mean-hand baseline": "",
+                    "paper": _format(record.get("paper", {}).get(key), pattern),
+                }
+            )
+    return rows
+
+
 def _html(rows: list[dict[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in COLUMNS) + "</tr>\n" for r in rows)
@@ -74,8 +105,10 @@ def _html(rows: list[dict[str, str]]) -> str:
     )
 
 
-def write_summary(metric_files: list[str], out_tsv: str, out_html: str) -> list[dict[str, str]]:
-    rows = summary_rows(metric_files)
+def write_summary(
+    metric_files: list[str], out_tsv: str, out_html: str, benchmark_files: list[str] = ()
+) -> list[dict[str, str]]:
+    rows = summary_rows(metric_files) + benchmark_rows(list(benchmark_files))
 
     def write_tsv(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:

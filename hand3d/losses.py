@@ -108,7 +108,7 @@ def keypoint_2d_loss(pred_2d: torch.Tensor, gt_2d: torch.Tensor, crop_size: int 
 
     This is the scale at which the reference weights (2D 4, mask 100) balance: measured here, a mean over keypoints
     in units of the whole crop made the 2D term about 160 times smaller than the mask term, and training then shrank
-    the projected hands into the masks (the camera scale fell from about 950 to 180 px/m in 400 steps).
+    the projected hands into the masks (the camera scale fell from about 950 to 180 px/m in 600 steps).
 
     ``pred_2d`` (B, 21, 2) pixels; ``gt_2d`` (B, 21, 3) = x, y, visibility. Invisible keypoints (whatever their
     coordinates, NaN included) count for nothing; 0 when no keypoint is visible.

@@ -12,12 +12,12 @@ metres to crop pixels of the 320 crop: ``u = s*X + tx``, ``v = s*Y + ty``; ``rot
 about the wrist; pose and betas are the MANO PCA and shape coefficients (``flat_hand_mean=False``).
 
 Head. ``params = mean + scale * fc(features)`` with ``fc`` initialised to zero, so the untrained network predicts
-exactly ``mean``; the camera scale is ``s = mean_s * exp(SCALE_STEP * fc_s)`` instead, the same to first order but
-always positive (a negative ``s`` projects the hand turned 180 degrees about the optical axis onto the same pixels,
-a mirror solution the 2D and mask losses cannot tell apart, which training drifted into): the mean hand (zero pose and shape) seen palm-facing the camera with the fingers up, its projected
-vertex box of side 320/2.2 centred in the crop (:func:`mean_hand_params`). ``scale`` puts the fc outputs at order 1
-(:func:`head_scale`). A zero fc passes no gradient to the features: the first step trains the fc only, the backbone
-gets gradients from the second step on.
+exactly ``mean``: the mean hand (zero pose and shape) seen palm-facing the camera with the fingers up, its projected
+vertex box of side 320/2.2 centred in the crop (:func:`mean_hand_params`). The camera scale is ``s = mean_s *
+exp(SCALE_STEP * fc_s)`` instead, the same to first order but always positive: a negative ``s`` projects the hand
+turned 180 degrees about the optical axis onto the same pixels, a mirror solution the 2D and mask losses cannot tell
+apart, which training drifted into. ``scale`` puts the fc outputs at order 1 (:func:`head_scale`). A zero fc passes
+no gradient to the features: the first step trains the fc only, the backbone gets gradients from the second step on.
 
 Decoder. :class:`~hand3d.hand_layer.HandLayer` (a submodule: the hand model's arrays are buffers of the model and
 travel in its state dict) gives vertices and the 21 OpenPose keypoints in metres (camera frame, OpenCV axes); the

@@ -239,6 +239,10 @@ def metric_files(wildcards=None) -> list[str]:
     return [f"results/eval/{run}/{test}/metrics.json" for run, test in evaluations()]
 
 
+def benchmark_files(wildcards=None) -> list[str]:
+    return [f"results/eval/{run}/freihand/benchmark.json" for run in freihand_benchmarks()]
+
+
 def evaluation_targets() -> list[str]:
     targets = [
         f"results/eval/{run}/{test}/{name}"

@@ -107,6 +107,7 @@ rule plot_history:
 rule eval_summary:
     input:
         metrics=metric_files,
+        benchmarks=benchmark_files,
     output:
         tsv="results/eval/summary.tsv",
         html=report(

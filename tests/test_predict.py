@@ -135,3 +135,21 @@ def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsy
     assert "wrote 1 hands" in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "missing"), "--model", str(model_path), "--out", str(tmp_path)]) == 2
     assert "missing: no such image or folder" in capsys.readouterr().err
+
+
+def test_a_moved_results_tree_finds_its_hand_model(tmp_path, monkeypatch):
+    from hand3d.inference import find_hand_model
+
+    hand = tmp_path / "run/results/hand_model/MANO_RIGHT.npz"
+    model = tmp_path / "run/results/models/rgb/model.pt"
+    for path in (hand, model):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)  # not the workflow directory: the stored relative path does not resolve from here
+    assert (
+        find_hand_model(model, "results/hand_model/MANO_RIGHT.npz")
+        == tmp_path / "run/results/hand_model/MANO_RIGHT.npz"
+    )
+    hand.unlink()
+    with pytest.raises(FileNotFoundError, match="--hand-model"):
+        find_hand_model(model, "results/hand_model/MANO_RIGHT.npz")

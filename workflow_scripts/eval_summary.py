@@ -11,7 +11,7 @@ def main(smk) -> None:
     from hand3d.runlog import logged
 
     with logged(smk.log[0]):
-        write_summary(list(smk.input.metrics), smk.output.tsv, smk.output.html)
+        write_summary(list(smk.input.metrics), smk.output.tsv, smk.output.html, list(smk.input.benchmarks))
 
 
 if __name__ == "__main__":
