@@ -39,7 +39,7 @@ class PckPanel:
             axes.plot(self.paper.thresholds[upto], self.paper.pck[upto], color="C3", lw=1.5, label=self.paper.label)
         axes.set(title=self.title, xlabel=f"threshold ({self.unit})", ylabel="PCK", ylim=(0, 1.02))
         axes.grid(alpha=0.3)
-        axes.legend(loc="lower right", fontsize=8)
+        axes.legend(loc="upper left", fontsize=8)
 
 
 def _save(figure, path: str) -> None:
