@@ -170,7 +170,7 @@ def _sample_pair(crop: np.ndarray, gt: dict, pred: dict, overlay: MeshOverlay) -
     truth = draw_mask_outline(crop, gt["masks"]) if gt["has_mask"] else crop
     truth = draw_skeleton(truth, gt["keypoints_2d"])
     mesh = screen_vertices(pred["vertices"], pred["params"][:3])
-    guess = draw_skeleton(overlay.draw(crop, [mesh]), pred["keypoints_2d"])
+    guess = draw_skeleton(overlay.draw(crop, [mesh]), pred["keypoints_2d"], thickness=1)
     for image, text in ((truth, "ground truth"), (guess, "prediction")):
         cv2.putText(image, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return [truth, guess]
@@ -182,7 +182,7 @@ def sample_overlays(test: TestSet, pred: dict, faces: np.ndarray, out_png: str, 
     rows = np.unique(np.linspace(0, test.count - 1, min(count, test.count)).astype(int))
     data = read_samples(test.path, rows, ["images", "masks", "has_mask", "keypoints_2d"])
     tiles = []
-    with MeshOverlay(faces) as overlay:
+    with MeshOverlay(faces, alpha=0.85) as overlay:
         for i, row in enumerate(rows):
             gt = {key: value[i] for key, value in data.items()}
             tiles += _sample_pair(data["images"][i], gt, {key: value[row] for key, value in pred.items()}, overlay)
