@@ -240,7 +240,9 @@ def metric_files(wildcards=None) -> list[str]:
 
 
 def benchmark_files(wildcards=None) -> list[str]:
-    return [f"results/eval/{run}/freihand/benchmark.json" for run in freihand_benchmarks()]
+    return [
+        f"results/eval/{run}/freihand/benchmark.json" for run in freihand_benchmarks()
+    ]
 
 
 def evaluation_targets() -> list[str]:
