@@ -218,6 +218,7 @@ def evaluate(
         "samples": test.count,
         "samples_3d": int(test.labels["has_3d"].sum()),
         "root": root,
+        "protocols": PROTOCOLS,
         "scores": {"model": model_scores, "mean_hand": baseline},
         "paper": _paper_aucs(dataset, inputs, model_scores),
     }

@@ -90,6 +90,7 @@ def test_paper_reference_comes_with_the_stb_protocol(evaluated):
     assert paper["metric"] == "pck_3d" and paper["auc"] == pytest.approx(0.994, abs=5e-4)
     assert "Boukhayma" in paper["source"]
     assert "STB protocol" in record["scores"]["model"]["pck_3d"]["protocol"]
+    assert "root-relative" in record["protocols"]["mpjpe_mm"]
 
 
 def test_plots_and_sample_overlays_are_pictures(evaluated):
