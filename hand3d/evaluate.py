@@ -20,13 +20,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from hand3d import metrics
 from hand3d.atomic import atomic_write
 from hand3d.crop import CROP_SIZE
 from hand3d.drawing import draw_mask_outline, draw_skeleton, tile
 from hand3d.h5io import open_packed, read_samples
-from hand3d.inference import mean_hand_predictions, open_model, predict_crops
+from hand3d.inference import decode_params, mean_hand_predictions, open_model, predict_crops
 from hand3d.overlay import MeshOverlay, screen_vertices
 from hand3d.paper_reference import paper_curve
 from hand3d.plots import PckPanel, plot_pck
@@ -80,11 +81,16 @@ class TestSet:
         return np.where(np.isfinite(side) & (side > 0), side / CROP_SIZE, 1.0)
 
 
+def _fields(test: TestSet) -> tuple[str, ...]:
+    """The prediction fields the metrics need (vertices only where the test set has them: they are big)."""
+    return ("params", "keypoints_2d", "keypoints_3d", *(("vertices",) if test.has_vertices else ()))
+
+
 def _predict(model, test: TestSet, batch_size: int) -> dict[str, np.ndarray]:
     parts = []
-    for start in range(0, test.count, batch_size):
+    for start in tqdm(range(0, test.count, batch_size), desc="evaluate", unit="batch"):
         images, maps = test.crops(slice(start, start + batch_size))
-        parts.append(predict_crops(model, images, maps, batch_size=batch_size))
+        parts.append(predict_crops(model, images, maps, batch_size=batch_size, fields=_fields(test)))
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -176,16 +182,17 @@ def _sample_pair(crop: np.ndarray, gt: dict, pred: dict, overlay: MeshOverlay) -
     return [truth, guess]
 
 
-def sample_overlays(test: TestSet, pred: dict, faces: np.ndarray, out_png: str, count: int = SAMPLE_COUNT) -> None:
+def sample_overlays(model, test: TestSet, params: np.ndarray, out_png: str, count: int = SAMPLE_COUNT) -> None:
     """``count`` evenly spaced test crops: ground truth (skeleton, mask outline) beside the prediction (rendered
-    mesh and skeleton), four pairs per row."""
+    mesh and skeleton, decoded from the predicted ``params`` (N, P)), four pairs per row."""
     rows = np.unique(np.linspace(0, test.count - 1, min(count, test.count)).astype(int))
     data = read_samples(test.path, rows, ["images", "masks", "has_mask", "keypoints_2d"])
+    hands = decode_params(model, params[rows], ("params", "vertices", "keypoints_2d"))
     tiles = []
-    with MeshOverlay(faces, alpha=0.85) as overlay:
-        for i, row in enumerate(rows):
+    with MeshOverlay(model.hand.faces, alpha=0.85) as overlay:
+        for i in range(len(rows)):
             gt = {key: value[i] for key, value in data.items()}
-            tiles += _sample_pair(data["images"][i], gt, {key: value[row] for key, value in pred.items()}, overlay)
+            tiles += _sample_pair(data["images"][i], gt, {key: value[i] for key, value in hands.items()}, overlay)
     grid = tile(tiles, columns=min(8, len(tiles)))
     atomic_write(out_png, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)))
 
@@ -209,7 +216,7 @@ def evaluate(
     pred = _predict(model, test, batch_size)
     root = stb_root(dataset)
     model_scores = score(pred, test, root, palm_factor)
-    baseline = score(mean_hand_predictions(model, test.count), test, root, palm_factor)
+    baseline = score(mean_hand_predictions(model, test.count, _fields(test)), test, root, palm_factor)
     record = {
         "model": str(model_path),
         "test_set": str(test_h5),
@@ -224,6 +231,6 @@ def evaluate(
     }
     title = f"{Path(model_path).parent.name} on {dataset} test ({test.count} samples)"
     plot_pck(_panels(dataset, inputs, model_scores, baseline), out_plot, title)
-    sample_overlays(test, pred, model.hand.faces, out_samples)
+    sample_overlays(model, test, pred["params"], out_samples)
     atomic_write(out_json, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
     return record

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from hand3d.distributed import pick_device
 from hand3d.model import HandRegressor, load_model
 
-__all__ = ["FIELDS", "find_hand_model", "mean_hand_predictions", "open_model", "predict_crops"]
+__all__ = ["FIELDS", "decode_params", "find_hand_model", "mean_hand_predictions", "open_model", "predict_crops"]
 
 FIELDS = ("params", "vertices", "keypoints_3d", "keypoints_2d", "vertices_2d")
 
@@ -60,13 +60,12 @@ def _batches(count: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, count))
 
 
-def _to_numpy(prediction) -> dict[str, np.ndarray]:
-    return {name: getattr(prediction, name).float().cpu().numpy() for name in FIELDS}
+def _to_numpy(prediction, fields: Iterable[str] = FIELDS) -> dict[str, np.ndarray]:
+    return {name: getattr(prediction, name).float().cpu().numpy() for name in fields}
 
 
-def _gather(parts: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    parts = list(parts)
-    return {name: np.concatenate([p[name] for p in parts]) for name in FIELDS}
+def _gather(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 @torch.no_grad()
@@ -76,22 +75,33 @@ def predict_crops(
     heatmaps: np.ndarray | None = None,
     batch_size: int = 64,
     progress: str | None = None,
+    fields: Iterable[str] = FIELDS,
 ) -> dict[str, np.ndarray]:
-    """Run ``model`` on RGB crops (N, H, W, 3) uint8 (and heatmaps (N, 21, h, w) uint8 for RGB+2D models)."""
+    """Run ``model`` on RGB crops (N, H, W, 3) uint8 (and heatmaps (N, 21, h, w) uint8 for RGB+2D models).
+
+    ``fields``: which outputs to keep (the vertices of a large set are big; they can be decoded from ``params``).
+    """
     device = next(model.parameters()).device
     parts = []
     for rows in tqdm(list(_batches(len(images), batch_size)), desc=progress, disable=progress is None):
         x = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device).permute(0, 3, 1, 2)
         maps = None if heatmaps is None else torch.from_numpy(np.ascontiguousarray(heatmaps[rows])).to(device)
-        parts.append(_to_numpy(model(x, maps)))
+        parts.append(_to_numpy(model(x, maps), fields))
     if not parts:
         raise ValueError("no crops to predict")
     return _gather(parts)
 
 
 @torch.no_grad()
-def mean_hand_predictions(model: HandRegressor, count: int) -> dict[str, np.ndarray]:
+def decode_params(model: HandRegressor, params: np.ndarray, fields: Iterable[str] = FIELDS) -> dict[str, np.ndarray]:
+    """The hand (``fields`` of a prediction) of parameter vectors (N, P)."""
+    device = next(model.parameters()).device
+    return _to_numpy(model.decode(torch.as_tensor(params, device=device)), fields)
+
+
+@torch.no_grad()
+def mean_hand_predictions(model: HandRegressor, count: int, fields: Iterable[str] = FIELDS) -> dict[str, np.ndarray]:
     """The trivial baseline: the model's mean hand (what the untrained network predicts) for each of ``count``
     crops, palm-facing, centred in the crop."""
-    one = _to_numpy(model.decode(model.mean[None]))
+    one = _to_numpy(model.decode(model.mean[None]), fields)
     return {name: np.repeat(value, count, axis=0) for name, value in one.items()}
