@@ -30,6 +30,26 @@ class HandOutput:
     joints: torch.Tensor  # (B, 16, 3), MANO order
 
 
+class KinematicTree(tuple):
+    """MANO's parent indices as Python ints, standing in for smplx's ``parents`` buffer.
+
+    smplx's kinematic chain indexes a Python list with ``parents[i]``; with a tensor that is a ``.item()`` per joint,
+    which splits a compiled graph at every joint (measured: 5 graphs for the hand layer, 1 with this). smplx uses
+    ``parents`` only as ``parents.shape[0]``, ``parents[i]`` and ``parents[1:]`` (an index), all of which a tuple
+    with a ``shape`` serves. The tree comes from the hand model file, so it is not part of the state dict.
+    """
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    @classmethod
+    def of(cls, mano: torch.nn.Module) -> KinematicTree:
+        """Take ``mano``'s ``parents`` buffer out of the module and return it as a tree."""
+        parents = mano._buffers.pop("parents")
+        return cls(int(i) for i in parents.tolist())
+
+
 class HandLayer(torch.nn.Module):
     """MANO (real or procedural) with PCA pose and `flat_hand_mean=False`, as the paper uses it."""
 
@@ -50,6 +70,7 @@ class HandLayer(torch.nn.Module):
                 create_transl=False,
                 create_body_pose=False,  # smplx's SMPL base would add an unused parameter (DDP refuses those)
             )
+        self.mano.parents = KinematicTree.of(self.mano)
         self.register_buffer("tip_vertex_ids", torch.as_tensor(arrays["tip_vertex_ids"], dtype=torch.long))
         self.register_buffer("to_openpose", torch.tensor(MANO_TO_OPENPOSE.tolist(), dtype=torch.long))
 
@@ -60,6 +81,11 @@ class HandLayer(torch.nn.Module):
     @property
     def num_vertices(self) -> int:
         return int(self.mano.v_template.shape[0])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before the tree left the state dict carry it; it is rebuilt from the hand model file
+        state_dict.pop(f"{prefix}mano.parents", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, rotation: torch.Tensor, pose: torch.Tensor, betas: torch.Tensor) -> HandOutput:
         """rotation (B, 3) axis-angle about the wrist, pose (B, num_pca) PCA coefficients, betas (B, 10)."""

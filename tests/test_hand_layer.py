@@ -63,3 +63,22 @@ def test_cuda_matches_cpu(hand_layer):
     gpu = hand_layer.to("cuda")(*(p.cuda() for p in params))
     hand_layer.to("cpu")
     torch.testing.assert_close(gpu.keypoints.cpu(), cpu.keypoints, atol=1e-5, rtol=1e-4)
+
+
+def test_hand_layer_traces_as_one_graph(hand_layer):
+    """torch.compile sees the whole kinematic chain: no graph break per joint (the training step is launch-bound)."""
+    zeros = torch.zeros
+    explained = torch._dynamo.explain(hand_layer)(zeros(2, 3), zeros(2, 6), zeros(2, 10))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:2]
+    assert "mano.parents" not in hand_layer.state_dict()  # the tree is rebuilt from the hand model file
+
+
+def test_models_saved_with_the_parents_buffer_still_load(hand_model_path, tmp_path):
+    from hand3d.model import HandRegressor, load_model
+
+    model = HandRegressor(hand_model_path, backbone="resnet18", input_size=64)
+    state = model.state_dict()
+    state["hand.mano.parents"] = torch.tensor([-1, *model.hand.mano.parents[1:]])  # as smplx registered it
+    torch.save({"config": model.model_config(), "state_dict": state, "meta": {}}, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert tuple(loaded.hand.mano.parents) == tuple(model.hand.mano.parents)
