@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hand3d.camera import mirror_camera
+
 CROP_SIZE = 320
 BOX_SCALE = 2.2
 MIN_SIDE = 16
@@ -103,8 +105,6 @@ def camera_from_crop(camera: np.ndarray, box: CropBox, size: int = CROP_SIZE) ->
     For a mirrored crop the returned camera projects the mirrored-back points (X' = -X), so that
     ``from_crop(project(P, camera), box) == project(P', camera_from_crop(camera, box))``.
     """
-    from hand3d.camera import mirror_camera
-
     s, tx, ty = np.asarray(mirror_camera(camera, size) if box.mirrored else camera, dtype=np.float64)
     k = box.side / size
     return np.array([k * s, k * (tx + 0.5) - 0.5 + box.x0, k * (ty + 0.5) - 0.5 + box.y0])

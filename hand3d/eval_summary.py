@@ -38,29 +38,31 @@ def _format(value, pattern: str) -> str:
     return "" if value is None else pattern.format(value)
 
 
+def _row(path: str, test_set: str, samples, metric: str, pattern: str, model, baseline=None, paper=None) -> dict:
+    """A table row; the run is the folder above the test set's (``results/eval/<run>/<test set>/<file>``)."""
+    values = {"model": model, "mean-hand baseline": baseline, "paper": paper}
+    return {
+        "run": Path(path).parent.parent.name,
+        "test set": test_set,
+        "samples": str(samples),
+        "metric": metric,
+        **{column: _format(value, pattern) for column, value in values.items()},
+    }
+
+
 def summary_rows(metric_files: list[str]) -> list[dict[str, str]]:
     """One row per (run, test set, metric) present in the ``metrics.json`` files."""
     rows = []
     for path in metric_files:
         record = json.loads(Path(path).read_text())
-        run = Path(path).parent.parent.name
         paper = record.get("paper") or {}
         for name, (keys, pattern) in METRICS.items():
             value = _lookup(record["scores"]["model"], keys)
             if value is None:
                 continue
             paper_value = paper.get("auc") if paper.get("metric") == keys[0] and keys[-1] == "auc" else None
-            rows.append(
-                {
-                    "run": run,
-                    "test set": record["dataset"],
-                    "samples": str(record["samples"]),
-                    "metric": name,
-                    "model": _format(value, pattern),
-                    "mean-hand baseline": _format(_lookup(record["scores"]["mean_hand"], keys), pattern),
-                    "paper": _format(paper_value, pattern),
-                }
-            )
+            baseline = _lookup(record["scores"]["mean_hand"], keys)
+            rows.append(_row(path, record["dataset"], record["samples"], name, pattern, value, baseline, paper_value))
     return rows
 
 
@@ -77,21 +79,11 @@ def benchmark_rows(benchmark_files: list[str]) -> list[dict[str, str]]:
     rows = []
     for path in benchmark_files:
         record = json.loads(Path(path).read_text())
-        run = Path(path).parent.parent.name
+        scores, paper = record["scores"], record.get("paper", {})
         for name, (key, pattern) in BENCHMARK.items():
-            if key not in record["scores"]:
-                continue
-            rows.append(
-                {
-                    "run": run,
-                    "test set": "freihand (benchmark)",
-                    "samples": str(record["scores"]["count"]),
-                    "metric": name,
-                    "model": _format(record["scores"][key], pattern),
-                    "mean-hand baseline": "",
-                    "paper": _format(record.get("paper", {}).get(key), pattern),
-                }
-            )
+            if key in scores:
+                test_set, count = "freihand (benchmark)", scores["count"]
+                rows.append(_row(path, test_set, count, name, pattern, scores[key], paper=paper.get(key)))
     return rows
 
 

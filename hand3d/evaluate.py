@@ -20,13 +20,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from hand3d import metrics
 from hand3d.atomic import atomic_write
 from hand3d.crop import CROP_SIZE
 from hand3d.drawing import draw_mask_outline, draw_skeleton, tile
 from hand3d.h5io import open_packed, read_samples
+from hand3d.image_io import write_rgb
 from hand3d.inference import decode_params, mean_hand_predictions, open_model, predict_crops
 from hand3d.overlay import MeshOverlay, screen_vertices
 from hand3d.paper_reference import paper_curve
@@ -70,11 +70,6 @@ class TestSet:
         self.labels = read_samples(path, np.arange(self.count), fields)
         self.heatmaps = need_heatmaps
 
-    def crops(self, rows: slice) -> tuple[np.ndarray, np.ndarray | None]:
-        with open_packed(self.path) as f:
-            maps = f["heatmaps"][rows] if self.heatmaps else None
-            return f["images"][rows], maps
-
     def image_scale(self) -> np.ndarray:
         """(N,) original-image pixels per crop pixel (1 where the crop has no source image, as for synthetic)."""
         side = self.labels["crop_box"][:, 2].astype(np.float64)
@@ -87,11 +82,10 @@ def _fields(test: TestSet) -> tuple[str, ...]:
 
 
 def _predict(model, test: TestSet, batch_size: int) -> dict[str, np.ndarray]:
-    parts = []
-    for start in tqdm(range(0, test.count, batch_size), desc="evaluate", unit="batch"):
-        images, maps = test.crops(slice(start, start + batch_size))
-        parts.append(predict_crops(model, images, maps, batch_size=batch_size, fields=_fields(test)))
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    """Predictions for every crop, read from the file batch by batch."""
+    with open_packed(test.path) as f:
+        maps = f["heatmaps"] if test.heatmaps else None
+        return predict_crops(model, f["images"], maps, batch_size, progress="evaluate", fields=_fields(test))
 
 
 def _with_protocol(result: dict, protocol: str) -> dict:
@@ -138,38 +132,28 @@ def score(pred: dict, test: TestSet, root: str = "wrist", palm_factor: float = 2
     return {**_score_2d(pred, test), **_score_3d(pred, test, root, palm_factor)}
 
 
+# The curves a PCK plot draws: scores key, title, threshold unit (the paper's curves carry theirs), AUC range.
+CURVES = (
+    ("pck_2d_image_px", "2D PCK (original image pixels)", "px", (0, 30)),
+    ("pck_3d", "3D PCK (STB protocol)", "mm", (20, 50)),
+)
+
+
 def _paper_aucs(dataset: str, inputs: str, scores: dict) -> dict:
     curve = paper_curve(dataset, inputs)
-    if curve is None:
-        return {}
-    key, lo, hi = ("pck_2d_image_px", 0, 30) if curve.unit == "px" else ("pck_3d", 20, 50)
-    if key not in scores:
-        return {}
-    return {"metric": key, "auc": metrics.auc(curve.thresholds, curve.pck, lo, hi), "source": curve.label}
+    for key, _, unit, (lo, hi) in CURVES:
+        if curve is not None and curve.unit == unit and key in scores:
+            return {"metric": key, "auc": metrics.auc(curve.thresholds, curve.pck, lo, hi), "source": curve.label}
+    return {}
 
 
 def _panels(dataset: str, inputs: str, model_scores: dict, baseline: dict) -> list[PckPanel]:
     curve = paper_curve(dataset, inputs)
-    panels = [
-        PckPanel(
-            "2D PCK (original image pixels)",
-            "px",
-            model_scores["pck_2d_image_px"],
-            baseline["pck_2d_image_px"],
-            curve if curve is not None and curve.unit == "px" else None,
-        )
+    return [
+        PckPanel(title, unit, model_scores[key], baseline[key], curve if curve and curve.unit == unit else None)
+        for key, title, unit, _ in CURVES
+        if key in model_scores
     ]
-    if "pck_3d" in model_scores:
-        panels.append(
-            PckPanel(
-                "3D PCK (STB protocol)",
-                "mm",
-                model_scores["pck_3d"],
-                baseline["pck_3d"],
-                curve if curve is not None and curve.unit == "mm" else None,
-            )
-        )
-    return panels
 
 
 def _sample_pair(crop: np.ndarray, gt: dict, pred: dict, overlay: MeshOverlay) -> list[np.ndarray]:
@@ -194,7 +178,7 @@ def sample_overlays(model, test: TestSet, params: np.ndarray, out_png: str, coun
             gt = {key: value[i] for key, value in data.items()}
             tiles += _sample_pair(data["images"][i], gt, {key: value[i] for key, value in hands.items()}, overlay)
     grid = tile(tiles, columns=min(8, len(tiles)))
-    atomic_write(out_png, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)))
+    write_rgb(out_png, grid)
 
 
 def evaluate(

@@ -21,6 +21,7 @@ from hand3d import metrics
 from hand3d.atomic import atomic_write
 from hand3d.camera import lift_weak_perspective
 from hand3d.crop import camera_from_crop, crop_image, whole_image_box
+from hand3d.image_io import read_rgb
 from hand3d.inference import open_model, predict_crops
 from hand3d.paper_reference import FREIHAND
 
@@ -118,12 +119,10 @@ def _evaluation_images(root: Path) -> tuple[list[Path], np.ndarray]:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = read_rgb(path)
     if image is None:
         raise ValueError(f"{path}: not a readable image (the benchmark needs a prediction for every image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def predict_freihand(

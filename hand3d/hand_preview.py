@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hand3d.atomic import atomic_write
+from hand3d.image_io import write_rgb
 
 SKIN = np.array([0.86, 0.66, 0.56])
 TILE = 240
@@ -62,5 +62,5 @@ def render_preview(model_path: str, out_png: str, num_pca: int = 6) -> np.ndarra
         rows.append(np.concatenate(tiles, axis=1))
     renderer.release()
     grid = np.concatenate(rows, axis=0)
-    atomic_write(out_png, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)))
+    write_rgb(out_png, grid)
     return grid

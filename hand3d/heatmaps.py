@@ -42,16 +42,32 @@ def openpose_json(folder: str | Path, image: str | Path, root: str | Path | None
     return next((c for c in candidates if c.exists()), None)
 
 
+def openpose_hands(path: Path) -> list[tuple[np.ndarray, bool]]:
+    """Every hand of an OpenPose JSON with some confidence: ``(keypoints (21, 3) x, y, confidence, is_left)``.
+
+    ValueError naming the file when it is not an OpenPose result.
+    """
+    try:
+        people = json.loads(Path(path).read_text())["people"]
+        hands = []
+        for person in people:
+            for key, is_left in (("hand_right_keypoints_2d", False), ("hand_left_keypoints_2d", True)):
+                values = person.get(key) or []
+                if len(values) == 63:
+                    hands.append((np.asarray(values, dtype=np.float32).reshape(21, 3), is_left))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: not an OpenPose keypoints JSON ({error})") from error
+    return [(kp, is_left) for kp, is_left in hands if (kp[:, 2] > 0).any()]
+
+
 def detected_hand(path: Path, is_left: bool, near: np.ndarray) -> np.ndarray | None:
     """(21, 3) x, y, confidence of the detected hand of that side closest to `near` (image pixels), or None."""
     try:
-        people = json.loads(path.read_text())["people"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        log.warning("%s: unreadable OpenPose JSON (%s)", path, error)
+        found = openpose_hands(path)
+    except ValueError as error:
+        log.warning("%s", error)
         return None
-    key = "hand_left_keypoints_2d" if is_left else "hand_right_keypoints_2d"
-    hands = [np.asarray(p[key], dtype=np.float32).reshape(21, 3) for p in people if len(p.get(key, [])) == 63]
-    hands = [h for h in hands if (h[:, 2] > 0).any()]
+    hands = [kp for kp, left in found if left == is_left]
     if not hands:
         return None
     distance = [np.linalg.norm(h[h[:, 2] > 0, :2].mean(axis=0) - near) for h in hands]

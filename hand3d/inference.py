@@ -1,4 +1,4 @@
-"""Batched inference: a trained model on 320-pixel crops, the mean-hand baseline, and finding a model's hand model.
+"""Batched inference: a trained model on 320-pixel crops, and the mean-hand baseline.
 
 Predictions come back as numpy arrays (float32) with the :class:`~hand3d.model.Prediction` fields: ``params``
 (N, P), ``vertices`` (N, V, 3) and ``keypoints_3d`` (N, 21, 3) in metres (camera axes, OpenCV convention, about the
@@ -19,39 +19,17 @@ from tqdm import tqdm
 from hand3d.distributed import pick_device
 from hand3d.model import HandRegressor, load_model
 
-__all__ = ["FIELDS", "decode_params", "find_hand_model", "mean_hand_predictions", "open_model", "predict_crops"]
+__all__ = ["FIELDS", "decode_params", "mean_hand_predictions", "open_model", "predict_crops"]
 
 FIELDS = ("params", "vertices", "keypoints_3d", "keypoints_2d", "vertices_2d")
-
-
-def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:
-    """The hand model file a checkpoint was trained with.
-
-    ``stored`` is the path recorded in the checkpoint, relative to the directory the workflow ran in. It is tried as
-    given, then against each folder above the checkpoint (``results/models/<run>/model.pt`` sits three levels under
-    the workflow directory), so a results tree that moved with its models still loads.
-    """
-    candidates = [Path(stored)]
-    if not Path(stored).is_absolute():
-        candidates += [parent / stored for parent in Path(model_path).resolve().parents]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{model_path}: its hand model {stored!r} was found neither here nor above the model file; "
-        "pass the MANO_RIGHT.npz it was trained with (--hand-model)"
-    )
 
 
 def open_model(
     model_path: str | os.PathLike, hand_model: str | os.PathLike | None = None, device: str = "auto"
 ) -> HandRegressor:
-    """A saved model in eval mode on ``device`` ("auto": CUDA if present), its hand model found as above."""
+    """A saved model in eval mode on ``device`` ("auto": CUDA if present); see :func:`hand3d.model.load_model`."""
     if not Path(model_path).is_file():
         raise FileNotFoundError(f"{model_path}: model file not found")
-    config = torch.load(model_path, map_location="cpu", weights_only=True).get("config", {})
-    if hand_model is None and "hand_model" in config:
-        hand_model = find_hand_model(model_path, config["hand_model"])
     return load_model(model_path, hand_model=hand_model, map_location=pick_device(device))
 
 
@@ -77,7 +55,8 @@ def predict_crops(
     progress: str | None = None,
     fields: Iterable[str] = FIELDS,
 ) -> dict[str, np.ndarray]:
-    """Run ``model`` on RGB crops (N, H, W, 3) uint8 (and heatmaps (N, 21, h, w) uint8 for RGB+2D models).
+    """Run ``model`` on RGB crops (N, H, W, 3) uint8 (and heatmaps (N, 21, h, w) uint8 for RGB+2D models), arrays
+    or anything sliced into them batch by batch (h5py datasets: a packed file is read one batch at a time).
 
     ``fields``: which outputs to keep (the vertices of a large set are big; they can be decoded from ``params``).
     """

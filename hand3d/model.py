@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,6 +54,7 @@ __all__ = [
     "ParamLayout",
     "Prediction",
     "build_backbone",
+    "find_hand_model",
     "head_scale",
     "load_model",
     "mean_hand_params",
@@ -403,6 +405,25 @@ def save_model(path: str | os.PathLike, model: nn.Module, meta: dict | None = No
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
+def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:
+    """The hand model file a checkpoint was trained with.
+
+    ``stored`` is the path recorded in the checkpoint, relative to the directory the workflow ran in. It is tried as
+    given, then against each folder above the checkpoint (``results/models/<run>/model.pt`` sits three levels under
+    the workflow directory), so a results tree that moved with its models still loads.
+    """
+    candidates = [Path(stored)]
+    if not Path(stored).is_absolute():
+        candidates += [parent / stored for parent in Path(model_path).resolve().parents]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{model_path}: its hand model {stored!r} was found neither here nor above the model file; "
+        "pass the MANO_RIGHT.npz it was trained with (hand_model=, on the command line --hand-model)"
+    )
+
+
 def load_model(
     path: str | os.PathLike,
     hand_model: str | os.PathLike | None = None,
@@ -410,14 +431,14 @@ def load_model(
 ) -> HandRegressor:
     """Rebuild a :class:`HandRegressor` from a :func:`save_model` file (``weights_only=True``), in eval mode.
 
-    ``hand_model`` replaces the stored hand model path (e.g. the results moved); it must be the same model.
+    ``hand_model`` replaces the stored hand model path; it must be the same model. Without it the stored path is
+    found as :func:`find_hand_model` says (a results tree that moved with its models still loads).
     """
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
         raise ValueError(f"{path}: not a hand3d model checkpoint (expected keys 'config' and 'state_dict')")
     config = dict(checkpoint["config"])
-    if hand_model is not None:
-        config["hand_model"] = str(hand_model)
+    config["hand_model"] = str(hand_model or find_hand_model(path, config["hand_model"]))
     model = HandRegressor(**config)
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -17,12 +18,15 @@ from hand3d.paper_reference import PaperCurve  # noqa: E402
 __all__ = ["PckPanel", "plot_history", "plot_pck"]
 
 
+@dataclass
 class PckPanel:
     """One PCK plot: our model's curve, the mean-hand baseline's and, where there is one, the paper's."""
 
-    def __init__(self, title: str, unit: str, model: dict, baseline: dict, paper: PaperCurve | None = None):
-        self.title, self.unit = title, unit
-        self.model, self.baseline, self.paper = model, baseline, paper
+    title: str
+    unit: str
+    model: dict
+    baseline: dict
+    paper: PaperCurve | None = None
 
     def draw(self, axes) -> None:
         key = "thresholds_mm" if "thresholds_mm" in self.model else "thresholds"

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -40,8 +39,10 @@ from hand3d.crop import (
 )
 from hand3d.drawing import draw_skeleton
 from hand3d.hand_model import write_obj
-from hand3d.heatmaps import gaussian_heatmaps
+from hand3d.heatmaps import gaussian_heatmaps, openpose_hands
+from hand3d.image_io import read_rgb, write_rgb
 from hand3d.inference import open_model, predict_crops
+from hand3d.keypoints import mirror_keypoints_3d
 from hand3d.overlay import MeshOverlay, screen_vertices
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "find_images",
     "hand_record",
     "load_boxes",
-    "openpose_hands",
     "predict",
 ]
 
@@ -105,24 +105,6 @@ def load_boxes(path: str | Path) -> dict[str, list[tuple[list[float], bool]]]:
     return boxes
 
 
-def openpose_hands(path: Path, min_confidence: float) -> list[tuple[np.ndarray, bool]]:
-    """The hands ``(keypoints (21, 3) x, y, confidence, is_left)`` of an OpenPose JSON with >= 2 confident points."""
-    try:
-        people = json.loads(path.read_text())["people"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not an OpenPose keypoints JSON ({error})") from error
-    hands = []
-    for person in people:
-        for key, is_left in (("hand_right_keypoints_2d", False), ("hand_left_keypoints_2d", True)):
-            values = person.get(key) or []
-            if len(values) != 63:
-                continue
-            kp = np.asarray(values, dtype=np.float32).reshape(21, 3)
-            if np.count_nonzero(kp[:, 2] > min_confidence) >= 2:
-                hands.append((kp, is_left))
-    return hands
-
-
 @dataclass
 class Hand:
     """One hand to predict: its crop box in the image and, from a detector, its keypoints (image pixels)."""
@@ -162,7 +144,7 @@ class HandLocator:
             path = self.openpose / f"{image_path.stem}_keypoints.json"
             if not path.exists():
                 return []
-            found = openpose_hands(path, self.min_confidence)
+            found = openpose_hands(path)
             return [Hand(box, kp) for kp, left in found if (box := self._detection_box(kp, left, width, height))]
         return [Hand(whole_image_box(width, height, self.left))]
 
@@ -196,10 +178,8 @@ def _mano_pose(model, params: np.ndarray) -> dict:
 
 
 def _unmirrored(points: np.ndarray, mirrored: bool) -> np.ndarray:
-    out = np.array(points, dtype=np.float64)
-    if mirrored:
-        out[..., 0] *= -1
-    return out
+    points = np.asarray(points, dtype=np.float64)
+    return mirror_keypoints_3d(points) if mirrored else points
 
 
 def hand_record(model, pred: dict, box: CropBox, image: str, index: int) -> dict:
@@ -228,11 +208,6 @@ def hand_record(model, pred: dict, box: CropBox, image: str, index: int) -> dict
     }
 
 
-def _read_rgb(path: Path) -> np.ndarray | None:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 @dataclass
 class _Image:
     path: Path
@@ -253,7 +228,7 @@ class Predictor:
 
     def _load(self, paths: list[Path]) -> Iterator[_Image]:
         for path in paths:
-            pixels = _read_rgb(path)
+            pixels = read_rgb(path)
             if pixels is None:
                 log.warning("%s: not a readable image, skipped", path)
                 self.issues["unreadable image"] += 1
@@ -310,8 +285,7 @@ class Predictor:
         picture = overlay.draw(image.pixels, meshes, mirrored)
         for kp in keypoints:
             picture = draw_skeleton(picture, kp, thickness=max(1, round(max(picture.shape[:2]) / 320)))
-        out = self.out_dir / f"{image.path.stem}_overlay.png"
-        atomic_write(out, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)))
+        write_rgb(self.out_dir / f"{image.path.stem}_overlay.png", picture)
 
 
 def predict(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from hand3d.atomic import atomic_write
 from hand3d.drawing import draw_mask_outline, draw_skeleton, tile
 from hand3d.h5io import open_packed, read_field
+from hand3d.image_io import write_rgb
 
 
 def packed_preview(h5_path: str, out_png: str, count: int = 16, columns: int = 4) -> np.ndarray:
@@ -24,5 +24,5 @@ def packed_preview(h5_path: str, out_png: str, count: int = 16, columns: int = 4
         cv2.putText(annotated, name[-28:], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(annotated)
     grid = tile(tiles, columns)
-    atomic_write(out_png, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)))
+    write_rgb(out_png, grid)
     return grid

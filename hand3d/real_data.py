@@ -23,6 +23,7 @@ from hand3d.atomic import atomic_write
 from hand3d.crop import CROP_SIZE, CropBox, crop_box, crop_image, crop_keypoints, to_crop, visible_inside
 from hand3d.datasets.base import RawSample
 from hand3d.h5io import PackedWriter, open_packed, read_field
+from hand3d.image_io import read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +138,8 @@ class _BlockWriter:
 # --- crop -------------------------------------------------------------------------------------------------------------
 
 
-def _read_rgb(path: str) -> np.ndarray | None:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def _crop_one(sample: RawSample, issues: Counter, box_scale: float) -> dict | None:
-    image = _read_rgb(sample.image)
+    image = read_rgb(sample.image)
     if image is None:
         issues["unreadable_image"] += 1
         log.warning("skipped %s: unreadable image %s", sample.name, sample.image)

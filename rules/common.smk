@@ -48,16 +48,25 @@ def dataset_config(wildcards) -> dict:
     return config["datasets"][wildcards.dataset]
 
 
+def root_of(dataset: str) -> str:
+    """Where a dataset's reader looks: the configured root, or the stand-in's root for "demo"."""
+    root = config["datasets"][dataset]["root"]
+    return registry.demo_root(dataset) if root == "demo" else root
+
+
+def demo_folder(dataset: str) -> list[str]:
+    """The stand-in's folder when the dataset's root is "demo" (a user's own copy is not tracked)."""
+    if config["datasets"][dataset]["root"] == "demo":
+        return [f"results/demo_raw/{dataset}"]
+    return []
+
+
 def dataset_root(wildcards) -> str:
-    root = dataset_config(wildcards)["root"]
-    return registry.demo_root(wildcards.dataset) if root == "demo" else root
+    return root_of(wildcards.dataset)
 
 
 def demo_input(wildcards) -> list[str]:
-    """The stand-in's folder when the dataset's root is "demo" (a user's own copy is not tracked)."""
-    if dataset_config(wildcards)["root"] == "demo":
-        return [f"results/demo_raw/{wildcards.dataset}"]
-    return []
+    return demo_folder(wildcards.dataset)
 
 
 def dataset_options(wildcards) -> dict:
@@ -199,25 +208,6 @@ def test_sets() -> list[str]:
 def palm_factor(wildcards) -> float:
     """STB's wrist-from-palm factor, which its 3D protocol undoes to get back to the palm root."""
     return float(config["datasets"]["stb"]["palm_to_wrist"])
-
-
-def freihand_root() -> str:
-    root = config["datasets"]["freihand"]["root"]
-    return registry.demo_root("freihand") if root == "demo" else root
-
-
-def freihand_eval_root() -> str:
-    """FreiHAND_pub_v2_eval: the configured folder, else the sibling of the FreiHAND_pub_v2 folder."""
-    configured = config["datasets"]["freihand"]["eval_root"]
-    return configured or f"{freihand_root().rstrip('/')}_eval"
-
-
-def freihand_demo(wildcards) -> list[str]:
-    return (
-        ["results/demo_raw/freihand"]
-        if config["datasets"]["freihand"]["root"] == "demo"
-        else []
-    )
 
 
 def evaluations() -> list[tuple[str, str]]:

@@ -44,7 +44,7 @@ rule freihand_predict:
     input:
         model="results/models/{run}/model.pt",
         hand_model=HAND_MODEL,
-        demo=freihand_demo,
+        demo=demo_folder("freihand"),
     output:
         pred="results/eval/{run}/freihand/pred.json",
     log:
@@ -56,7 +56,7 @@ rule freihand_predict:
         mem_mb=8000,
         runtime=60,
     params:
-        root=freihand_root(),
+        root=root_of("freihand"),
         version=versions.EVALUATION,
     script:
         "../workflow_scripts/freihand_predict.py"
@@ -65,7 +65,7 @@ rule freihand_predict:
 rule freihand_benchmark:
     input:
         pred="results/eval/{run}/freihand/pred.json",
-        demo=freihand_demo,
+        demo=demo_folder("freihand"),
     output:
         scores="results/eval/{run}/freihand/benchmark.json",
     log:
@@ -77,7 +77,8 @@ rule freihand_benchmark:
         mem_mb=4000,
         runtime=30,
     params:
-        gt=freihand_eval_root(),
+        root=root_of("freihand"),
+        eval_root=lookup(dpath="datasets/freihand/eval_root", within=config),
     script:
         "../workflow_scripts/freihand_benchmark.py"
 

@@ -138,7 +138,7 @@ def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsy
 
 
 def test_a_moved_results_tree_finds_its_hand_model(tmp_path, monkeypatch):
-    from hand3d.inference import find_hand_model
+    from hand3d.model import find_hand_model
 
     hand = tmp_path / "run/results/hand_model/MANO_RIGHT.npz"
     model = tmp_path / "run/results/models/rgb/model.pt"

@@ -7,11 +7,13 @@ if TYPE_CHECKING:
 
 
 def main(smk) -> None:
+    from hand3d.datasets.freihand import eval_folder
     from hand3d.freihand_benchmark import evaluate_freihand
     from hand3d.runlog import logged
 
     with logged(smk.log[0]):
-        evaluate_freihand(smk.input.pred, smk.params.gt, smk.output.scores)
+        gt = eval_folder(smk.params.root, smk.params.eval_root)
+        evaluate_freihand(smk.input.pred, str(gt), smk.output.scores)
 
 
 if __name__ == "__main__":

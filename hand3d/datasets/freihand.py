@@ -145,15 +145,18 @@ def _read_split(root: Path, folder: str, Ks: list, xyzs: list, versions: Sequenc
     return result
 
 
-def _default_eval_root(root: Path) -> Path:
-    """The sibling folder `<root>_eval`, i.e. FreiHAND_pub_v2_eval beside FreiHAND_pub_v2."""
-    root = root.resolve()
+def eval_folder(root: str | Path, eval_root: str | Path | None = None) -> Path:
+    """The evaluation annotations' folder: `eval_root` when given, else the sibling `<root>_eval`, i.e.
+    FreiHAND_pub_v2_eval beside FreiHAND_pub_v2."""
+    if eval_root is not None:
+        return Path(eval_root)
+    root = Path(root).resolve()
     return root.parent / f"{root.name}_eval"
 
 
 def _require_eval(root: Path, eval_root: str | Path | None) -> Path:
     """The folder with evaluation_{xyz,K}.json; DatasetLayoutError explaining where they come from if absent."""
-    eval_root = _default_eval_root(root) if eval_root is None else Path(eval_root)
+    eval_root = eval_folder(root, eval_root)
     missing = [n for n in ("evaluation_xyz.json", "evaluation_K.json") if not (eval_root / n).is_file()]
     if missing:
         raise DatasetLayoutError(

@@ -274,11 +274,9 @@ def _depth_png(shot: Shot, far_mm: int = 2000) -> np.ndarray:
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image as PNG (atomically)."""
-    import cv2
+    from hand3d.image_io import write_rgb
 
-    from hand3d.atomic import atomic_write
-
-    atomic_write(path, lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)))
+    write_rgb(path, rgb)
 
 
 def _write_mat(path: Path, labels_mm: list[np.ndarray]) -> None:
