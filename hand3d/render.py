@@ -57,11 +57,25 @@ def create_context(device_index: int = 0, libegl: str | None = None):
     """
     import moderngl
 
+    _load_triton_first()
     extra = {"libegl": libegl} if libegl else {}
     try:
         return moderngl.create_standalone_context(backend="egl", device_index=device_index, **extra)
     except Exception as error:  # moderngl raises plain Exceptions for loader failures
         raise RuntimeError(_EGL_HELP.format(error=error)) from error
+
+
+def _load_triton_first() -> None:
+    """Load triton (torch.compile's GPU compiler, installed with CUDA builds of torch) before Mesa's EGL driver.
+
+    Mesa's llvmpipe loads the system's libLLVM; triton bundles its own LLVM, and loading it afterwards (any later
+    ``torch.compile`` or ``import torch._dynamo`` in the same process) crashes with a segmentation fault. In this
+    order both work. Importing triton takes about 0.1 s.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
 
 
 def egl_devices() -> list[str]:

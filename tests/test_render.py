@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -83,3 +86,16 @@ def test_missing_egl_library_gives_a_clear_error():
         create_context(libegl="libEGL_not_installed.so.1")
     message = str(error.value)
     assert "libEGL_not_installed.so.1" in message and "libegl1" in message and "libgl1-mesa-dri" in message
+
+
+def test_torch_compile_still_loads_after_a_context_is_made():
+    """triton's bundled LLVM crashed the process when loaded after Mesa's (see render._load_triton_first)."""
+    script = (
+        "from hand3d.render import create_context\n"
+        "ctx = create_context()\n"
+        "import torch, torch._dynamo\n"
+        "print(torch.compile(lambda x: x + 1)(torch.zeros(2)).tolist())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("[1.0, 1.0]")
