@@ -17,7 +17,8 @@ about each pixel's grey (ITU-R BT.601 weights); Gaussian noise of a per-sample s
 [0, 255].
 
 The random numbers come with the batch (:func:`draw_augmentation`, drawn in the loader from the step's generator);
-the noise is drawn on the device from a generator seeded with the step, so the whole stream is reproducible.
+the pixel noise is drawn on the device from a generator seeded with the step (:func:`unit_noise`), so the whole stream
+is reproducible.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 
 from hand3d.h5io import CROP_SIZE
 
-__all__ = ["AUGMENT_COLUMNS", "AugmentConfig", "augment_batch", "draw_augmentation", "render_heatmaps"]
+__all__ = ["AUGMENT_COLUMNS", "AugmentConfig", "augment_batch", "draw_augmentation", "render_heatmaps", "unit_noise"]
 
 AUGMENT_COLUMNS = ("zoom", "shift_x", "shift_y", "brightness", "contrast", "saturation", "noise")
 CENTRE = (CROP_SIZE - 1) / 2.0
@@ -99,16 +100,22 @@ def _move_camera(params: torch.Tensor, augment: torch.Tensor) -> torch.Tensor:
     return moved
 
 
-def _colour(images: torch.Tensor, augment: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    brightness, contrast, saturation, noise = (augment[:, i, None, None, None] for i in (3, 4, 5, 6))
+def _colour(images: torch.Tensor, augment: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    brightness, contrast, saturation = (augment[:, i, None, None, None] for i in (3, 4, 5))
     weights = images.new_tensor(GREY).view(1, 3, 1, 1)
     x = images * brightness
     grey = (x * weights).sum(dim=1, keepdim=True)
     x = (x - grey.mean(dim=(2, 3), keepdim=True)) * contrast + grey.mean(dim=(2, 3), keepdim=True)
     grey = (x * weights).sum(dim=1, keepdim=True)
     x = (x - grey) * saturation + grey
-    x = x + noise * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+    if noise is not None:
+        x = x + augment[:, 6, None, None, None] * noise
     return x.clamp(0, 255)
+
+
+def unit_noise(batch_size: int, size: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal pixel noise (B, 3, size, size) for :func:`augment_batch`, from ``generator``."""
+    return torch.randn((batch_size, 3, size, size), device=device, generator=generator)
 
 
 def render_heatmaps(keypoints_2d: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -130,7 +137,7 @@ def augment_batch(
     size: int,
     heatmaps: str | None = None,
     sigma: float = 6.0,
-    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The batch as the network and losses see it, on the batch's device.
 
@@ -138,13 +145,15 @@ def augment_batch(
     ``masks``, ``heatmaps`` (B, 21, h, w) uint8. Returns ``images`` (B, 3, size, size) float 0-255, the moved
     ``keypoints_2d`` and ``params``, ``masks`` (B, 320, 320) float, and ``heatmaps`` (B, 21, size, size) float 0-255
     when ``heatmaps`` is ``"stored"`` (warped from the batch) or ``"render"`` (drawn at the moved keypoints);
-    other fields pass through.
+    other fields pass through. ``noise``: standard normal (B, 3, size, size) (:func:`unit_noise`), scaled by each
+    sample's noise level; None adds none. It is drawn outside so that the function is one graph under
+    ``torch.compile`` (a generator argument splits it).
     """
     augment = batch["augment"].float()
     theta = _theta(augment)
     out = {k: v for k, v in batch.items() if k != "augment"}
     images = batch["images"].permute(0, 3, 1, 2).float()
-    out["images"] = _colour(_warp(images, theta, size, "bilinear"), augment, generator)
+    out["images"] = _colour(_warp(images, theta, size, "bilinear"), augment, noise)
     if "keypoints_2d" in batch:
         out["keypoints_2d"] = _move_keypoints(batch["keypoints_2d"].float(), augment)
     if "params" in batch:

@@ -94,7 +94,7 @@ def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> float:
     model = nn.Sequential(net, nn.Linear(features, 22)).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=cuda)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     x = torch.randn(settings.batch_size, 3, settings.input_size, settings.input_size, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if cuda else x
 

@@ -5,10 +5,10 @@ and regularisation terms, starting from the pretrained weights (``init``). Both:
 by ``lr_gamma`` every ``lr_step`` iterations, batches from :class:`hand3d.data.PackedBatches` augmented on the
 device (:mod:`hand3d.augment`).
 
-Speed on CUDA: bf16 autocast and channels_last for the encoder, fused Adam, batches read ahead and copied on a side
-stream,
-optional ``torch.compile`` of the whole step; the loop never waits on the GPU except to log (every ``log_every``
-steps) and to checkpoint.
+Speed on CUDA: bf16 autocast and channels_last for the encoder, batches read ahead and copied on a side stream,
+``torch.compile`` of the augmentation and of the objective (one graph each); Adam is fused on every device. The loop
+never waits on the GPU except to log (every ``log_every`` steps) and to checkpoint: a test records, on the CPU, every
+operation that would (:mod:`hand3d.host_sync`).
 
 Resume: every ``checkpoint_every`` steps the state goes to ``state_dir`` (:mod:`hand3d.train_state`); a restarted
 run with the same signature continues from there and, the data stream being a function of the step, computes what
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hand3d.augment import AugmentConfig, augment_batch
+from hand3d.augment import AugmentConfig, augment_batch, unit_noise
 from hand3d.data import (
     PRETRAIN_FIELDS,
     TRAIN_FIELDS,
@@ -247,7 +247,7 @@ def _prepare(settings: Settings, state_dir: Path) -> _Run:
         torch.cuda.set_device(device)
         model = model.to(memory_format=torch.channels_last)
     objective = _objective(settings, model, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=True)  # no per-tensor host reads
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, settings.lr_gamma)
     sig = signature(settings.signature_fields(), settings.inputs_to_digest(), processes.world_size)
     run = _Run(settings, processes, device, model, objective, optimizer, scheduler, sig)
@@ -290,12 +290,11 @@ def _compiles(run: _Run) -> bool:
     return run.device.type == "cuda" if wanted == "auto" else bool(wanted)
 
 
-def _generator(run: _Run) -> torch.Generator:
-    """The step's noise generator on the device (so a resumed run draws the same noise)."""
-    generator = torch.Generator(run.device)
+def _noise(run: _Run, generator: torch.Generator, batch_size: int) -> torch.Tensor:
+    """The step's pixel noise, from ``generator`` reseeded with the step (so a resumed run draws the same noise)."""
     seed = np.random.SeedSequence([run.settings.seed, run.processes.rank, run.step]).generate_state(1)[0]
     generator.manual_seed(int(seed))
-    return generator
+    return unit_noise(batch_size, run.settings.input_size, run.device, generator)
 
 
 def _log_row(run: _Run, sums: torch.Tensor, count: int, seconds: float) -> None:
@@ -348,10 +347,12 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps) -> N
         mininterval=1 if sys.stderr.isatty() else 30,
     )
     run.model.train()
+    generator = torch.Generator(run.device)
     for loaded in batches:
         if run.step >= settings.iterations:
             break
-        batch = augment(loaded, settings.input_size, heatmaps, settings.heatmap_sigma, _generator(run))
+        noise = _noise(run, generator, loaded["images"].shape[0])
+        batch = augment(loaded, settings.input_size, heatmaps, settings.heatmap_sigma, noise)
         sums += step_fn(batch)
         run.step += 1
         count += 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hand3d.augment import AugmentConfig, augment_batch, render_heatmaps
+from hand3d.augment import AugmentConfig, augment_batch, render_heatmaps, unit_noise
 from hand3d.camera import project_weak_perspective
 from hand3d.data import PRETRAIN_FIELDS, TRAIN_FIELDS, PackedBatches, Source, device_batches
 from hand3d.h5io import PackedWriter, read_samples
@@ -152,6 +152,26 @@ def test_rendered_heatmaps_peak_at_the_keypoints():
 def test_colour_jitter_stays_in_range_and_changes_the_image(synthetic_packed):
     batch = _batch(synthetic_packed, AugmentConfig(zoom=0, shift=0))
     plain = augment_batch({**batch, "augment": _batch(synthetic_packed, OFF)["augment"]}, 128)["images"]
-    jittered = augment_batch(batch, 128, generator=torch.Generator().manual_seed(0))["images"]
+    noise = unit_noise(len(batch["images"]), 128, torch.device("cpu"), torch.Generator().manual_seed(0))
+    jittered = augment_batch(batch, 128, noise=noise)["images"]
     assert jittered.min() >= 0 and jittered.max() <= 255
     assert (jittered - plain).abs().mean() > 2
+
+
+def test_noise_is_scaled_by_each_samples_level(synthetic_packed):
+    batch = _batch(synthetic_packed, OFF)
+    batch["augment"][:, 6] = torch.arange(len(batch["augment"]), dtype=torch.float32)  # sample i: std i
+    batch["images"][:] = 128  # mid-grey: no clamping, colour ops are the identity
+    noise = unit_noise(len(batch["images"]), 64, torch.device("cpu"), torch.Generator().manual_seed(1))
+    images = augment_batch(batch, 64, noise=noise)["images"]
+    assert torch.allclose(images - 128, batch["augment"][:, 6, None, None, None] * noise, atol=1e-3)
+    assert torch.equal(augment_batch(batch, 64)["images"], torch.full_like(images, 128))
+
+
+@pytest.mark.parametrize("heatmaps", [None, "render"])
+def test_augmentation_compiles_to_one_graph(synthetic_packed, heatmaps):
+    """A graph break costs the host a guard check and a launch per piece on every step (see :mod:`hand3d.train`)."""
+    batch = _batch(synthetic_packed, AugmentConfig())
+    noise = unit_noise(len(batch["images"]), 64, torch.device("cpu"), torch.Generator().manual_seed(0))
+    explained = torch._dynamo.explain(augment_batch)(batch, 64, heatmaps, 6.0, noise)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:2]

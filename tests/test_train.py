@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from hand3d.model import load_model
+from hand3d.augment import augment_batch
+from hand3d.data import TRAIN_FIELDS, PackedBatches, Source
+from hand3d.host_sync import HostSyncs, describe
+from hand3d.losses import TrainWeights
+from hand3d.model import HandRegressor, load_model
+from hand3d.objectives import TrainObjective
 from hand3d.train import Settings, launch, load_initial_weights, train
 
 
@@ -152,3 +157,31 @@ def test_ddp_with_two_cpu_processes(hand_model_path, synthetic_packed, tmp_path,
     assert model.config["backbone"] == "resnet18"
     with pytest.raises(ValueError, match="does not split over 2 processes"):
         launch(replace(settings, batch_size=5), str(tmp_path / "m.pt"), str(tmp_path / "h.csv"), str(tmp_path / "s"), 2)
+
+
+@pytest.mark.parametrize(("stage", "inputs"), [("pretrain", "rgb"), ("train", "rgb"), ("train", "rgb+2d")])
+def test_training_steps_never_make_the_host_wait(hand_model_path, synthetic_packed, tmp_path, stage, inputs):
+    """What the loop reads back from the device (``.item()``, list[tensor], data-dependent shapes, ...) stalls a GPU
+    every step. Recorded here on the CPU (:class:`hand3d.host_sync.HostSyncs`): two more steps must add none."""
+    counts = []
+    for iterations in (2, 4):
+        settings = _settings(
+            hand_model_path, synthetic_packed, stage=stage, inputs=inputs, iterations=iterations, compile=False
+        )
+        settings = replace(settings, log_every=100, checkpoint_every=100)
+        with HostSyncs() as syncs:
+            _run(settings, tmp_path / f"{iterations}")
+        counts.append(syncs.counts)
+    assert not counts[1] - counts[0], describe(counts[1] - counts[0])
+
+
+@pytest.mark.parametrize(("inputs", "form"), [("rgb", "normalized"), ("rgb+2d", "weak_perspective")])
+def test_training_objective_compiles_to_one_graph(hand_model_path, synthetic_packed, inputs, form):
+    """Each graph break costs the host a guard check and separate launches every step (smplx's kinematic chain
+    split it into 9 before :class:`hand3d.hand_layer.KinematicTree`)."""
+    model = HandRegressor(hand_model_path, backbone="resnet18", inputs=inputs, input_size=64)
+    objective = TrainObjective(model, TrainWeights(), form)
+    loaded = PackedBatches([Source(str(synthetic_packed))], 4, TRAIN_FIELDS, seed=0).batch(0)
+    batch = augment_batch(loaded, 64, "render" if inputs == "rgb+2d" else None)
+    explained = torch._dynamo.explain(objective)(batch, torch.tensor(100.0))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:2]
