@@ -100,13 +100,18 @@ def _move_camera(params: torch.Tensor, augment: torch.Tensor) -> torch.Tensor:
     return moved
 
 
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) luma of RGB (B, 3, H, W); weights as Python floats (a tensor of them would be a copy to the
+    device every call)."""
+    return GREY[0] * x[:, 0:1] + GREY[1] * x[:, 1:2] + GREY[2] * x[:, 2:3]
+
+
 def _colour(images: torch.Tensor, augment: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
     brightness, contrast, saturation = (augment[:, i, None, None, None] for i in (3, 4, 5))
-    weights = images.new_tensor(GREY).view(1, 3, 1, 1)
     x = images * brightness
-    grey = (x * weights).sum(dim=1, keepdim=True)
+    grey = _grey(x)
     x = (x - grey.mean(dim=(2, 3), keepdim=True)) * contrast + grey.mean(dim=(2, 3), keepdim=True)
-    grey = (x * weights).sum(dim=1, keepdim=True)
+    grey = _grey(x)
     x = (x - grey) * saturation + grey
     if noise is not None:
         x = x + augment[:, 6, None, None, None] * noise

@@ -16,6 +16,7 @@ crop pixels at 320x320; resizing and augmentation happen on the device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -170,6 +171,7 @@ def _pick(rng: np.random.Generator, count: int, n: int) -> np.ndarray:
     return np.sort(rng.choice(count, size=n, replace=n > count))
 
 
+@functools.cache
 def _torch_dtype(dtype: np.dtype) -> torch.dtype:
     return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
 

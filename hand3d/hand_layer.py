@@ -33,21 +33,37 @@ class HandOutput:
 class KinematicTree(tuple):
     """MANO's parent indices as Python ints, standing in for smplx's ``parents`` buffer.
 
-    smplx's kinematic chain indexes a Python list with ``parents[i]``; with a tensor that is a ``.item()`` per joint,
-    which splits a compiled graph at every joint (measured: 5 graphs for the hand layer, 1 with this). smplx uses
-    ``parents`` only as ``parents.shape[0]``, ``parents[i]`` and ``parents[1:]`` (an index), all of which a tuple
-    with a ``shape`` serves. The tree comes from the hand model file, so it is not part of the state dict.
+    smplx's kinematic chain indexes a Python list with ``parents[i]``; with a tensor that is a ``.item()`` per joint
+    (on CUDA a wait for the GPU), which also splits a compiled graph at every joint (measured: 5 graphs for the hand
+    layer, 1 with this). smplx uses ``parents`` only as ``parents.shape[0]``, ``parents[i]`` (an int here) and
+    ``joints[:, parents[1:]]``; a slice is given as a tensor on the hand's device (the module's non-persistent
+    ``parent_index`` buffer), since a tuple index would be copied to the GPU, and waited for, at every call. The tree
+    comes from the hand model file, so it is not part of the state dict.
     """
+
+    def __new__(cls, parents, owner: torch.nn.Module):
+        tree = super().__new__(cls, parents)
+        tree.owner = owner
+        return tree
+
+    def __getnewargs__(self):
+        return tuple(self), self.owner
 
     @property
     def shape(self) -> tuple[int]:
         return (len(self),)
 
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self.owner.parent_index[key]
+        return tuple.__getitem__(self, key)
+
     @classmethod
     def of(cls, mano: torch.nn.Module) -> KinematicTree:
-        """Take ``mano``'s ``parents`` buffer out of the module and return it as a tree."""
+        """Take ``mano``'s ``parents`` buffer out of the state dict and return it as a tree."""
         parents = mano._buffers.pop("parents")
-        return cls(int(i) for i in parents.tolist())
+        mano.register_buffer("parent_index", parents.clone(), persistent=False)
+        return cls((int(i) for i in parents.tolist()), mano)
 
 
 class HandLayer(torch.nn.Module):

@@ -1,11 +1,13 @@
 """Finding the operations that make the host wait for the device, on any device.
 
 On CUDA the training loop is fast only if the Python thread runs ahead of the GPU, queueing kernels; any operation
-whose result the host must read (``.item()``, ``bool(t)``, indexing a Python list with a tensor, an output whose shape
-depends on the data, a copy to the CPU) stops it until the GPU has caught up. Those operations are the same whatever
-the device, so :class:`HostSyncs` records them on the CPU too, where the tests run: a step with none recorded here
-has none on CUDA. (``.tolist()`` and ``.numpy()`` bypass the dispatcher on the CPU; on CUDA they copy to the CPU,
-which is recorded.) ``torch.cuda.set_sync_debug_mode`` tells the same on a GPU only.
+whose result the host must read (``.item()``, ``bool(t)``, indexing a Python list with a tensor, an output whose
+shape depends on the data, a copy to the CPU) stops it until the GPU has caught up, and so does a tensor made from
+Python data (``torch.tensor``, ``new_tensor``, indexing with a tuple of ints): it is copied from pageable memory,
+which PyTorch waits for. Those operations are the same whatever the device, so :class:`HostSyncs` records them on
+the CPU too, where the tests run: a step with none recorded here has none on CUDA. (``.tolist()`` and ``.numpy()``
+bypass the dispatcher on the CPU; on CUDA they copy to the CPU, which is recorded.)
+``torch.cuda.set_sync_debug_mode`` tells the same on a GPU only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ _HOST_READS = {
     "aten.unique_dim",
     "aten.unique_consecutive",
     "aten.equal",
+    # a tensor made from Python data (torch.tensor, new_tensor): on a GPU, a copy from pageable memory, and PyTorch
+    # waits for the stream before such a copy returns
+    "aten.lift_fresh",
 }
 
 

@@ -176,8 +176,8 @@ def mask_loss(vertices_2d: torch.Tensor, masks: torch.Tensor, has_mask: torch.Te
     """
     height, width = masks.shape[-2:]
     dtype = vertices_2d.dtype if vertices_2d.is_floating_point() else torch.float32
-    size = vertices_2d.new_tensor([width, height], dtype=dtype)
-    grid = (vertices_2d.to(dtype) + 0.5) / size * 2 - 1
+    centres = vertices_2d.to(dtype) + 0.5
+    grid = torch.stack([centres[..., 0] / width, centres[..., 1] / height], dim=-1) * 2 - 1
     sampled = F.grid_sample(
         masks[:, None].to(dtype), grid[:, None], mode="bilinear", padding_mode="zeros", align_corners=False
     )  # (B, 1, 1, V)

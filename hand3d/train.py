@@ -266,16 +266,14 @@ def _step_function(run: _Run):
     if _compiles(run):
         objective = torch.compile(objective)
     weights = run.objective.weights if isinstance(run.objective, TrainObjective) else None
-    mask_weights = {}
+    # on the device once, before the first step (a tensor made from a float is a copy the host waits for)
+    mask_weights = {} if weights is None else {v: torch.tensor(v, device=run.device) for v in _mask_values(weights)}
 
     def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if weights is None:
             terms = objective(batch)
         else:
-            value = weights.mask_weight(run.step, run.settings.iterations)
-            if value not in mask_weights:
-                mask_weights[value] = torch.tensor(value, device=run.device)
-            terms = objective(batch, mask_weights[value])
+            terms = objective(batch, mask_weights[weights.mask_weight(run.step, run.settings.iterations)])
         run.optimizer.zero_grad(set_to_none=True)
         terms[0].backward()
         run.optimizer.step()
@@ -283,6 +281,10 @@ def _step_function(run: _Run):
         return terms.detach()
 
     return step
+
+
+def _mask_values(weights: TrainWeights) -> tuple[float, float]:
+    return weights.mask, weights.mask_late
 
 
 def _compiles(run: _Run) -> bool:
