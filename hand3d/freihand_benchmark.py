@@ -21,8 +21,10 @@ from hand3d import metrics
 from hand3d.atomic import atomic_write
 from hand3d.camera import lift_weak_perspective
 from hand3d.crop import camera_from_crop, crop_image, whole_image_box
+from hand3d.datasets.freihand import read_annotation_file
 from hand3d.image_io import read_rgb
 from hand3d.inference import open_model, predict_crops
+from hand3d.json_input import read_json
 from hand3d.paper_reference import FREIHAND
 
 __all__ = ["evaluate_freihand", "load_prediction", "predict_freihand"]
@@ -33,16 +35,6 @@ PROTOCOL = (
     "(nearest-point precision and recall, strict <) on the aligned vertices; AUC of the aligned keypoint PCK "
     "over 0-50 mm (100 thresholds); unaligned MPJPE / MPVPE in the camera frame"
 )
-
-
-def _read_json(path: Path, what: str) -> list:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable {what} ({error})") from error
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: a {what} must be a JSON list")
-    return data
 
 
 def _points(values, path, what: str, count: int | None = None) -> np.ndarray:
@@ -60,7 +52,7 @@ def _points(values, path, what: str, count: int | None = None) -> np.ndarray:
 
 def load_prediction(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(xyz (N, 21, 3), verts (N, V, 3)) from a ``pred.json`` in FreiHAND's format, checked."""
-    data = _read_json(Path(path), "FreiHAND prediction file")
+    data = read_json(path, "FreiHAND prediction file", list, "it must be a JSON list")
     if len(data) != 2:
         raise ValueError(f"{path}: a FreiHAND prediction file is [xyz_list, verts_list], got a list of {len(data)}")
     xyz = _points(data[0], path, "xyz_list", 21)
@@ -75,8 +67,8 @@ def _ground_truth(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     for path in (xyz_path, verts_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; --gt must be the FreiHAND_pub_v2_eval folder")
-    xyz = _points(_read_json(xyz_path, "FreiHAND annotation file"), xyz_path, "evaluation_xyz", 21)
-    verts = _points(_read_json(verts_path, "FreiHAND annotation file"), verts_path, "evaluation_verts")
+    xyz = _points(read_annotation_file(xyz_path), xyz_path, "evaluation_xyz", 21)
+    verts = _points(read_annotation_file(verts_path), verts_path, "evaluation_verts")
     return xyz, verts
 
 
@@ -110,7 +102,7 @@ def _evaluation_images(root: Path) -> tuple[list[Path], np.ndarray]:
     K_path = root / "evaluation_K.json"
     if not K_path.is_file():
         raise FileNotFoundError(f"{K_path}: not found; give the FreiHAND_pub_v2 folder")
-    Ks = np.asarray(_read_json(K_path, "FreiHAND annotation file"), dtype=np.float64)
+    Ks = np.asarray(read_annotation_file(K_path), dtype=np.float64)
     images = [root / "evaluation" / "rgb" / f"{i:08d}.jpg" for i in range(len(Ks))]
     missing = [str(p) for p in images if not p.is_file()]
     if missing:

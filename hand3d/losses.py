@@ -92,6 +92,10 @@ class TrainWeights:
         """``mask`` before ``mask_decay_start * total_steps``, ``mask_late`` from then on."""
         return self.mask if step < self.mask_decay_start * total_steps else self.mask_late
 
+    def mask_weights(self) -> tuple[float, float]:
+        """Every value :meth:`mask_weight` takes."""
+        return self.mask, self.mask_late
+
 
 # ---------------------------------------------------------------- terms
 

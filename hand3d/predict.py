@@ -42,6 +42,7 @@ from hand3d.hand_model import write_obj
 from hand3d.heatmaps import gaussian_heatmaps, openpose_hands
 from hand3d.image_io import read_rgb, write_rgb
 from hand3d.inference import open_model, predict_crops
+from hand3d.json_input import read_json
 from hand3d.keypoints import mirror_keypoints_3d
 from hand3d.overlay import MeshOverlay, screen_vertices
 
@@ -85,12 +86,7 @@ def _hand_side(entry: dict, where: str) -> bool:
 
 def load_boxes(path: str | Path) -> dict[str, list[tuple[list[float], bool]]]:
     """``{image name: [(box [x, y, w, h], is_left), ...]}`` from a boxes JSON, every entry checked."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable boxes JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected an object mapping image names to lists of hands")
+    data = read_json(path, "boxes JSON", dict, "an object mapping image names to lists of hands was expected")
     boxes = {}
     for name, hands in data.items():
         if not isinstance(hands, list):

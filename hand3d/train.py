@@ -267,7 +267,7 @@ def _step_function(run: _Run):
         objective = torch.compile(objective)
     weights = run.objective.weights if isinstance(run.objective, TrainObjective) else None
     # on the device once, before the first step (a tensor made from a float is a copy the host waits for)
-    mask_weights = {} if weights is None else {v: torch.tensor(v, device=run.device) for v in _mask_values(weights)}
+    mask_weights = {} if weights is None else {v: torch.tensor(v, device=run.device) for v in weights.mask_weights()}
 
     def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if weights is None:
@@ -281,10 +281,6 @@ def _step_function(run: _Run):
         return terms.detach()
 
     return step
-
-
-def _mask_values(weights: TrainWeights) -> tuple[float, float]:
-    return weights.mask, weights.mask_late
 
 
 def _compiles(run: _Run) -> bool:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, require
+from hand3d.json_input import read_json
 from hand3d.keypoints import to_openpose
 
 log = logging.getLogger(__name__)
@@ -44,22 +45,15 @@ IMAGE_SIZE = 224
 # ------------------------------------------------------------------------------------------------------- reading
 
 
-def _load_json(path: Path) -> list:
+def read_annotation_file(path: Path) -> list:
     """One annotation file as parsed JSON (a list with one entry per sample); DatasetLayoutError if it is not."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DatasetLayoutError(f"{path}: not a readable {DATASET} annotation file: {e}") from e
-    if not isinstance(data, list):
-        raise DatasetLayoutError(f"{path}: not a {DATASET} annotation file: a list per sample was expected")
-    return data
+    return read_json(path, f"{DATASET} annotation file", list, "a list per sample was expected", DatasetLayoutError)
 
 
 def _load_annotations(folder: Path, prefix: str) -> tuple[list, list]:
     """`<prefix>_K.json` and `<prefix>_xyz.json` from folder, each loaded once; their lengths must agree."""
     k_name, xyz_name = f"{prefix}_K.json", f"{prefix}_xyz.json"
-    Ks, xyzs = _load_json(folder / k_name), _load_json(folder / xyz_name)
+    Ks, xyzs = read_annotation_file(folder / k_name), read_annotation_file(folder / xyz_name)
     if len(Ks) != len(xyzs):
         raise DatasetLayoutError(
             f"{folder}: {k_name} has {len(Ks)} entries but {xyz_name} has {len(xyzs)}; they must agree one to one"
