@@ -30,7 +30,7 @@ class HandOutput:
     joints: torch.Tensor  # (B, 16, 3), MANO order
 
 
-class KinematicTree(tuple):
+class KinematicTree:
     """MANO's parent indices as Python ints, standing in for smplx's ``parents`` buffer.
 
     smplx's kinematic chain indexes a Python list with ``parents[i]``; with a tensor that is a ``.item()`` per joint
@@ -39,31 +39,36 @@ class KinematicTree(tuple):
     ``joints[:, parents[1:]]``; a slice is given as a tensor on the hand's device (the module's non-persistent
     ``parent_index`` buffer), since a tuple index would be copied to the GPU, and waited for, at every call. The tree
     comes from the hand model file, so it is not part of the state dict.
+
+    A plain object holding a tuple, not a tuple subclass: torch 2.11's compiler cannot trace ``tuple.__getitem__``
+    on a subclass and broke the training objective into 9 graphs there (torch 2.14 traces both).
     """
 
-    def __new__(cls, parents, owner: torch.nn.Module):
-        tree = super().__new__(cls, parents)
-        tree.owner = owner
-        return tree
-
-    def __getnewargs__(self):
-        return tuple(self), self.owner
+    def __init__(self, parents, owner: torch.nn.Module):
+        self.parents = tuple(int(i) for i in parents)
+        self.owner = owner
 
     @property
     def shape(self) -> tuple[int]:
-        return (len(self),)
+        return (len(self.parents),)
+
+    def __len__(self) -> int:
+        return len(self.parents)
+
+    def __iter__(self):
+        return iter(self.parents)
 
     def __getitem__(self, key):
         if isinstance(key, slice):
             return self.owner.parent_index[key]
-        return tuple.__getitem__(self, key)
+        return self.parents[key]
 
     @classmethod
     def of(cls, mano: torch.nn.Module) -> KinematicTree:
         """Take ``mano``'s ``parents`` buffer out of the state dict and return it as a tree."""
         parents = mano._buffers.pop("parents")
         mano.register_buffer("parent_index", parents.clone(), persistent=False)
-        return cls((int(i) for i in parents.tolist()), mano)
+        return cls(parents.tolist(), mano)
 
 
 class HandLayer(torch.nn.Module):
