@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hand3d.augment import AugmentConfig, augment_batch, unit_noise
+from hand3d.compile_counts import CompileCounts
 from hand3d.data import (
     PRETRAIN_FIELDS,
     TRAIN_FIELDS,
@@ -288,6 +289,18 @@ def _compiles(run: _Run) -> bool:
     return run.device.type == "cuda" if wanted == "auto" else bool(wanted)
 
 
+def _warn_if_split(counts: CompileCounts) -> None:
+    """After the first compiled step: a graph break means the host launches pieces one by one every step."""
+    if counts.break_count:
+        log.warning(
+            "torch %s split the compiled training step into %s; on a GPU the step may wait on the host. "
+            "Graph breaks:\n%s",
+            torch.__version__,
+            counts.summary(),
+            counts.reasons(),
+        )
+
+
 def _noise(run: _Run, generator: torch.Generator, batch_size: int) -> torch.Tensor:
     """The step's pixel noise, from ``generator`` reseeded with the step (so a resumed run draws the same noise)."""
     seed = np.random.SeedSequence([run.settings.seed, run.processes.rank, run.step]).generate_state(1)[0]
@@ -346,12 +359,16 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps) -> N
     )
     run.model.train()
     generator = torch.Generator(run.device)
+    before_compiling = CompileCounts.now() if _compiles(run) else None
     for loaded in batches:
         if run.step >= settings.iterations:
             break
         noise = _noise(run, generator, loaded["images"].shape[0])
         batch = augment(loaded, settings.input_size, heatmaps, settings.heatmap_sigma, noise)
         sums += step_fn(batch)
+        if before_compiling is not None:
+            _warn_if_split(CompileCounts.now() - before_compiling)
+            before_compiling = None
         run.step += 1
         count += 1
         progress.update()
