@@ -4,8 +4,10 @@ The full step is the training code itself (:func:`hand3d.train.train`) on a pack
 reader threads reading the file, the copy to the device, augmentation, the network, the hand layer, every loss,
 backward and Adam. It runs ``2 * steps`` iterations logging every ``steps``; the second interval is the figure
 (the first holds the warm-up). The bare step is the same ResNet (3 channels, same input size, bf16 autocast and
-channels_last on CUDA) with a linear head, on a batch already on the device, backward and Adam: the ceiling the full
-step is compared with. Both stages are measured: pretraining (parameter loss) and training (all losses).
+channels_last on CUDA) with a linear head, on a batch already on the device, backward and Adam, built as the full
+step is (the forward compiled, fused Adam outside it): the ceiling the full step is compared with. Both stages are
+measured: pretraining (parameter loss) and training (all losses). Compiled, each figure comes with the graphs and
+graph breaks :mod:`torch.compile` made (:mod:`hand3d.compile_counts`): a break makes a step wait on the host.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+
+from hand3d.compile_counts import CompileCounts
 
 __all__ = ["BenchSettings", "bench_train", "format_train_rows", "mano_sized_hand", "write_bench_dataset"]
 
@@ -45,7 +49,7 @@ class BenchSettings:
             "backbone": "resnet34" if cuda else "resnet18",
             "input_size": 256 if cuda else 128,
             "batch_size": 256 if cuda else 16,
-            "steps": 20 if cuda else 4,
+            "steps": 50 if cuda else 4,
             "samples": 2048 if cuda else 64,
             "compile": cuda,
         }
@@ -85,8 +89,9 @@ def write_bench_dataset(path: str, hand_model: str, count: int, seed: int = 0, b
             )
 
 
-def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> float:
-    """Images/s of ResNet + linear head forward, backward and Adam on a batch already on the device."""
+def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> tuple[float, CompileCounts]:
+    """Images/s of ResNet + linear head forward, backward and Adam on a batch already on the device, and what
+    compiling its forward made."""
     from hand3d.model import build_backbone
 
     cuda = device.type == "cuda"
@@ -98,15 +103,19 @@ def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> float:
     x = torch.randn(settings.batch_size, 3, settings.input_size, settings.input_size, device=device)
     x = x.contiguous(memory_format=torch.channels_last) if cuda else x
 
-    def step() -> None:
+    def loss() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = model(x).float().square().mean()
+            return model(x).float().square().mean()
+
+    compiled_loss = torch.compile(loss) if settings.compile else loss
+
+    def step() -> None:
+        value = compiled_loss()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         optimizer.step()
 
-    if settings.compile:
-        step = torch.compile(step)
+    before = CompileCounts.now()
     for _ in range(settings.steps):
         step()
     _sync(device)
@@ -114,7 +123,7 @@ def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> float:
     for _ in range(settings.steps):
         step()
     _sync(device)
-    return settings.steps * settings.batch_size / (time.perf_counter() - start)
+    return settings.steps * settings.batch_size / (time.perf_counter() - start), CompileCounts.now() - before
 
 
 def _sync(device: torch.device) -> None:
@@ -122,8 +131,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def full_step_rate(settings: BenchSettings, stage: str, data: str, hand_model: str, workdir: Path) -> float:
-    """Images/s of the training loop itself, from the second logging interval of a ``2 * steps`` run."""
+def full_step_rate(
+    settings: BenchSettings, stage: str, data: str, hand_model: str, workdir: Path
+) -> tuple[float, CompileCounts]:
+    """Images/s of the training loop itself, from the second logging interval of a ``2 * steps`` run, and what
+    compiling its pieces made."""
     from hand3d.train import Settings, train
 
     run = Settings(
@@ -141,10 +153,12 @@ def full_step_rate(settings: BenchSettings, stage: str, data: str, hand_model: s
         checkpoint_every=10 * settings.steps,
     )
     out = workdir / stage
+    before = CompileCounts.now()
     train(run, str(out / "model.pt"), str(out / "history.csv"), str(out / "state"))
+    compiled = CompileCounts.now() - before
     with open(out / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
-    return float(rows[-1]["images_per_s"])
+    return float(rows[-1]["images_per_s"]), compiled
 
 
 def mano_sized_hand(path: str) -> None:
@@ -174,11 +188,12 @@ def bench_train(settings: BenchSettings, hand_model: str | None = None) -> list[
             mano_sized_hand(hand_model)
         data = str(workdir / "bench.h5")
         write_bench_dataset(data, hand_model, settings.samples)
-        bare = bare_backbone_rate(settings, device)
+        bare, bare_compiled = bare_backbone_rate(settings, device)
         rows = []
         for stage in ("pretrain", "train"):
-            full = full_step_rate(settings, stage, data, hand_model, workdir)
-            rows.append({"stage": stage, "full": full, "bare": bare, "vertices": _vertex_count(hand_model)})
+            full, compiled = full_step_rate(settings, stage, data, hand_model, workdir)
+            row = {"stage": stage, "full": full, "bare": bare, "vertices": _vertex_count(hand_model)}
+            rows.append({**row, "compiled": compiled, "bare_compiled": bare_compiled})
     return rows
 
 
@@ -197,4 +212,8 @@ def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: st
     ]
     for row in rows:
         lines.append(f"{row['stage']:<10} {row['full']:>16.1f} {row['bare']:>20.1f} {row['full'] / row['bare']:>6.3f}")
+    if settings.compile:
+        pieces = [("bare backbone", rows[0]["bare_compiled"])] + [(row["stage"], row["compiled"]) for row in rows]
+        lines.append("compiled: " + "; ".join(f"{name} {counts.summary()}" for name, counts in pieces))
+        lines += [f"{name} graph breaks:\n{counts.reasons()}" for name, counts in pieces if counts.break_count]
     return "\n".join(lines)
