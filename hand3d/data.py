@@ -7,10 +7,11 @@ samples (uniform, without repeats within a source where it has enough), and the 
 run resumed at step ``k`` sees exactly the batches an uninterrupted run would have seen.
 
 Reading (:class:`hand3d.packed_rows.PackedRows`): images, masks and heatmaps are stored raw, one sample per chunk,
-so each row is one ``pread`` from the file (page cache) straight into a pinned buffer, by reader threads that run
-in parallel (the GIL is released): no decoding, no worker processes, no copy between processes or into pinned
-memory. :func:`device_batches` then copies the batch to the GPU on a side stream ahead of its use. Samples stay in
-crop pixels at 320x320; resizing and augmentation happen on the device.
+so each row is one ``pread`` from the file (page cache) straight into the batch buffer: no decoding, no copy
+between processes. The readers are threads of this process, or, for a GPU, worker processes
+(:mod:`hand3d.reader_processes`) writing into shared-memory buffers, so that they do not compete for the GIL with
+the thread launching the GPU work. :func:`device_batches` then copies the batch to the GPU on a side stream ahead
+of its use. Samples stay in crop pixels at 320x320; resizing and augmentation happen on the device.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from hand3d.augment import AUGMENT_COLUMNS, AugmentConfig, draw_augmentation
 from hand3d.h5io import open_packed
 from hand3d.packed_rows import PackedRows
+from hand3d.reader_processes import ReaderProcesses
 
 __all__ = [
     "PRETRAIN_FIELDS",
@@ -78,7 +80,9 @@ class PackedBatches:
 
     ``batch_size`` samples per batch (this process's share under DDP); ``rank`` separates the streams of DDP
     processes; ``start_step`` is the first batch's index (resume). ``threads`` reader threads share each batch's
-    rows. Boolean fields come as bool tensors, the rest in their stored dtype (images and masks uint8).
+    rows; with ``processes`` > 0, that many reader processes do instead, into buffers from ``allocate(shared=True)``
+    made before :meth:`start_processes`. Boolean fields come as bool tensors, the rest in their stored dtype (images
+    and masks uint8).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class PackedBatches:
         start_step: int = 0,
         augment: AugmentConfig | None = None,
         threads: int = 1,
+        processes: int = 0,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -105,22 +110,47 @@ class PackedBatches:
         weights = np.array([s.weight for s in self.sources], dtype=np.float64)
         self.probabilities = weights / weights.sum()
         self.threads = max(1, threads)
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hand3d-read") if self.threads > 1 else None
+        self.processes = max(0, processes)
+        threaded = self.threads > 1 and not self.processes
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hand3d-read") if threaded else None
+        self._shared: list[dict[str, torch.Tensor]] = []
+        self._readers: ReaderProcesses | None = None
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._readers is not None:
+            self._readers.close()
+            self._readers = None
         for f in self.files:
             f.close()
 
-    def allocate(self, pin: bool = False) -> dict[str, torch.Tensor]:
-        """Empty host tensors for one batch (pinned for asynchronous copies to a GPU)."""
+    def start_processes(self) -> None:
+        """Start the reader processes (after every buffer they fill is allocated)."""
+        if self.processes and self._readers is None:
+            paths = [source.path for source in self.sources]
+            self._readers = ReaderProcesses(paths, self.fields, self._shared, self.processes)
+
+    @property
+    def reader_pids(self) -> list[int]:
+        """The reader processes' ids (none before :meth:`start_processes` or without processes)."""
+        return [] if self._readers is None else self._readers.pids
+
+    def allocate(self, pin: bool = False, shared: bool = False) -> dict[str, torch.Tensor]:
+        """Empty host tensors for one batch: pinned for asynchronous copies to a GPU, or in shared memory for the
+        reader processes."""
         first = self.files[0]
         out = {
             name: torch.empty((self.batch_size, *first.row_shapes[name]), dtype=_torch_dtype(first.dtypes[name]))
             for name in self.fields
         }
         out["augment"] = torch.empty((self.batch_size, len(AUGMENT_COLUMNS)), dtype=torch.float32)
+        if shared:
+            if self._readers is not None:
+                raise RuntimeError("shared batch buffers must be allocated before the reader processes start")
+            out = {k: v.share_memory_() for k, v in out.items()}
+            self._shared.append(out)
+            return out
         return {k: v.pin_memory() for k, v in out.items()} if pin else out
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
@@ -136,17 +166,20 @@ class PackedBatches:
         picks = [_pick(rng, count, n) for count, n in zip(self.counts, per_source, strict=True)]
         out["augment"].numpy()[...] = draw_augmentation(rng, self.batch_size, self.augment)
         jobs, row = [], 0
-        for f, indices in zip(self.files, picks, strict=True):
-            for part in np.array_split(np.arange(len(indices)), self.threads):
+        for source, indices in enumerate(picks):
+            for part in np.array_split(np.arange(len(indices)), max(self.threads, self.processes)):
                 if len(part):
-                    jobs.append((f, indices[part], row + part[0]))
+                    jobs.append((source, indices[part], row + part[0]))
             row += len(indices)
+        if self._readers is not None:
+            self._readers.read(next(i for i, buffer in enumerate(self._shared) if buffer is out), jobs)
+            return
         arrays = {name: out[name].numpy() for name in self.fields}
 
         def read(job) -> None:
-            f, indices, first = job
+            source, indices, first = job
             for name in self.fields:
-                f.read(name, indices, arrays[name][first : first + len(indices)])
+                self.files[source].read(name, indices, arrays[name][first : first + len(indices)])
 
         if self._pool is None:
             for job in jobs:
@@ -179,18 +212,18 @@ def _torch_dtype(dtype: np.dtype) -> torch.dtype:
 def device_batches(stream: PackedBatches, device: torch.device, depth: int = 3) -> Iterator[dict]:
     """Endless batches from ``stream.start_step`` on, on ``device``.
 
-    On CUDA a background thread reads batch ``k + 1 ... k + depth`` into pinned buffers (the stream's reader
-    threads) and copies each on a side stream while the training stream computes batch ``k``: the thread launching
-    the training kernels never waits for the disk or the copy.
+    On CUDA a background thread reads batch ``k + 1 ... k + depth`` into host buffers (pinned for reader threads,
+    shared for reader processes) and copies each on a side stream while the training stream computes batch ``k``:
+    the thread launching the training kernels never waits for the disk or the copy.
     """
     if device.type != "cuda":
-        step = stream.start_step
-        while True:
-            yield stream.batch(step)
-            step += 1
+        yield from _host_batches(stream)
+        return
+    buffers = [stream.allocate(pin=not stream.processes, shared=bool(stream.processes)) for _ in range(depth)]
+    stream.start_processes()  # forked here, by the main thread, before the read-ahead thread exists
     ready: queue.Queue = queue.Queue(maxsize=depth - 1)
     stop = threading.Event()
-    thread = threading.Thread(target=_read_ahead, args=(stream, device, depth, ready, stop), daemon=True)
+    thread = threading.Thread(target=_read_ahead, args=(stream, device, buffers, ready, stop), daemon=True)
     thread.start()
     main = torch.cuda.current_stream(device)
     try:
@@ -210,14 +243,27 @@ def device_batches(stream: PackedBatches, device: torch.device, depth: int = 3) 
                 ready.get(timeout=0.1)
 
 
-def _read_ahead(stream: PackedBatches, device: torch.device, depth: int, ready: queue.Queue, stop) -> None:
+def _host_batches(stream: PackedBatches) -> Iterator[dict]:
+    step = stream.start_step
+    if not stream.processes:
+        while True:
+            yield stream.batch(step)
+            step += 1
+    buffer = stream.allocate(shared=True)
+    stream.start_processes()
+    while True:
+        stream.fill(step, buffer)
+        yield {name: tensor.clone() for name, tensor in buffer.items()}  # the buffer is refilled next step
+        step += 1
+
+
+def _read_ahead(stream: PackedBatches, device: torch.device, buffers: list[dict], ready: queue.Queue, stop) -> None:
     try:
         side = torch.cuda.Stream(device)
-        buffers = [stream.allocate(pin=True) for _ in range(depth)]
-        copies: list[torch.cuda.Event | None] = [None] * depth
+        copies: list[torch.cuda.Event | None] = [None] * len(buffers)
         step = stream.start_step
         while not stop.is_set():
-            slot = step % depth
+            slot = step % len(buffers)
             if copies[slot] is not None:
                 copies[slot].synchronize()  # the buffer's previous copy to the device is done
             stream.fill(step, buffers[slot])

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
+import psutil
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,17 +22,72 @@ from hand3d.h5io import PackedWriter, read_samples
 OFF = AugmentConfig(enabled=False)
 
 
-def test_batch_is_a_function_of_the_step_whatever_the_threads(synthetic_packed):
+def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed):
     source = [Source(str(synthetic_packed))]
     expected = [PackedBatches(source, 6, TRAIN_FIELDS, seed=3).batch(step) for step in range(5, 9)]
-    for threads in (1, 3):
-        stream = PackedBatches(source, 6, TRAIN_FIELDS, seed=3, start_step=5, threads=threads)
-        got = [batch for batch, _ in zip(device_batches(stream, torch.device("cpu")), range(4), strict=False)]
+    for threads, processes in ((1, 0), (3, 0), (1, 2)):
+        stream = PackedBatches(source, 6, TRAIN_FIELDS, seed=3, start_step=5, threads=threads, processes=processes)
+        batches = device_batches(stream, torch.device("cpu"))
+        got = [batch for batch, _ in zip(batches, range(4), strict=False)]
+        assert len(stream.reader_pids) == processes
+        batches.close()
         stream.close()
         for want, have in zip(expected, got, strict=True):
             for name in (*TRAIN_FIELDS, "augment"):
-                assert torch.equal(want[name], have[name]), (threads, name)
+                assert torch.equal(want[name], have[name]), (threads, processes, name)
     assert not torch.equal(expected[0]["images"], expected[1]["images"])
+
+
+def _started_reader_processes(path, count: int) -> tuple[PackedBatches, dict]:
+    stream = PackedBatches([Source(str(path))], 4, TRAIN_FIELDS, processes=count)
+    buffer = stream.allocate(shared=True)
+    stream.start_processes()
+    return stream, buffer
+
+
+def test_reader_processes_report_a_bad_file_by_name_and_stop_on_close(synthetic_packed, tmp_path):
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(synthetic_packed.read_bytes())
+    stream, buffer = _started_reader_processes(copy, 2)
+    stream.fill(0, buffer)
+    with open(copy, "r+b") as f:
+        f.truncate(copy.stat().st_size // 2)
+    with pytest.raises(RuntimeError, match=r"copy\.h5: (images|masks) row \d+ is cut short"):
+        for step in range(1, 10):
+            stream.fill(step, buffer)
+    workers = [psutil.Process(pid) for pid in stream.reader_pids]
+    stream.close()
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_killed_reader_process_is_an_error_not_a_hang(synthetic_packed):
+    stream, buffer = _started_reader_processes(synthetic_packed, 2)
+    for pid in stream.reader_pids:
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match=r"reader process \d+ ended \(exit code -9\) while reading"):
+        stream.fill(0, buffer)
+    stream.close()
+
+
+def test_reader_processes_end_with_a_killed_training_process(synthetic_packed, tmp_path):
+    script = (
+        "import os, signal, sys\n"
+        "from hand3d.data import PackedBatches, Source, TRAIN_FIELDS\n"
+        "stream = PackedBatches([Source(sys.argv[1])], 4, TRAIN_FIELDS, processes=2)\n"
+        "buffer = stream.allocate(shared=True)\n"
+        "stream.start_processes()\n"
+        "stream.fill(0, buffer)\n"
+        "print(*stream.reader_pids, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(synthetic_packed)], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    workers = [int(pid) for pid in result.stdout.split()]
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(psutil.pid_exists(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not any(psutil.pid_exists(pid) for pid in workers)
 
 
 def test_rows_read_by_offset_equal_h5py_and_other_layouts_fall_back(synthetic_packed, tmp_path):
