@@ -40,6 +40,7 @@ class BenchSettings:
     device: str = "auto"
     compile: bool = False
     threads: int = 1
+    readers: str = "threads"  # the full step's batch readers: "threads" or "processes"
 
     @classmethod
     def for_device(cls, torch_device: torch.device, **given) -> BenchSettings:
@@ -52,6 +53,7 @@ class BenchSettings:
             "steps": 50 if cuda else 4,
             "samples": 2048 if cuda else 64,
             "compile": cuda,
+            "readers": "processes" if cuda else "threads",  # as training's "auto"
         }
         return cls(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
 
@@ -149,6 +151,7 @@ def full_step_rate(
         device=settings.device,
         compile=settings.compile,
         threads=settings.threads,
+        readers=settings.readers,
         log_every=settings.steps,
         checkpoint_every=10 * settings.steps,
     )
@@ -207,7 +210,7 @@ def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: st
     lines = [
         f"hand3d bench train on {device_name}: {settings.backbone}, {settings.input_size} px, batch "
         f"{settings.batch_size}, {rows[0]['vertices']}-vertex hand, {settings.steps} timed steps"
-        f"{', compiled' if settings.compile else ''}",
+        f"{', compiled' if settings.compile else ''}, reader {settings.readers}",
         f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6}",
     ]
     for row in rows:

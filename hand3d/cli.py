@@ -87,6 +87,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     given = {k: getattr(args, k) for k in ("backbone", "input_size", "batch_size", "steps", "samples")}
     given["compile"] = {"auto": None, "on": True, "off": False}[args.compile]
+    given["readers"] = None if args.readers == "auto" else args.readers
     settings = BenchSettings.for_device(torch_device=device, device=args.device, threads=args.threads, **given)
     name = torch_device_name(device)
     print(format_train_rows(bench_train(settings, args.model), settings, name))
@@ -209,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the steps (auto: on CUDA)"
+    )
+    train.add_argument(
+        "--readers",
+        choices=("auto", "threads", "processes"),
+        default="auto",
+        help="batch readers of the full step (auto: processes on CUDA, threads on the CPU)",
     )
     train.set_defaults(run=cmd_bench_train)
     return parser

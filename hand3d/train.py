@@ -5,10 +5,10 @@ and regularisation terms, starting from the pretrained weights (``init``). Both:
 by ``lr_gamma`` every ``lr_step`` iterations, batches from :class:`hand3d.data.PackedBatches` augmented on the
 device (:mod:`hand3d.augment`).
 
-Speed on CUDA: bf16 autocast and channels_last for the encoder, batches read ahead and copied on a side stream,
-``torch.compile`` of the augmentation and of the objective (one graph each); Adam is fused on every device. The loop
-never waits on the GPU except to log (every ``log_every`` steps) and to checkpoint: a test records, on the CPU, every
-operation that would (:mod:`hand3d.host_sync`).
+Speed on CUDA: bf16 autocast and channels_last for the encoder, batches read ahead by reader processes and copied
+on a side stream, ``torch.compile`` of the augmentation and of the objective (one graph each); Adam is fused on every
+device. The loop never waits on the GPU except to log (every ``log_every`` steps) and to checkpoint: a test records,
+on the CPU, every operation that would (:mod:`hand3d.host_sync`).
 
 Resume: every ``checkpoint_every`` steps the state goes to ``state_dir`` (:mod:`hand3d.train_state`); a restarted
 run with the same signature continues from there and, the data stream being a function of the step, computes what
@@ -52,6 +52,7 @@ from hand3d.train_state import load_state, save_state, signature, write_history
 __all__ = ["STAGES", "Settings", "launch", "train"]
 
 STAGES = ("pretrain", "train")
+READERS = ("auto", "threads", "processes")
 log = logging.getLogger(__name__)
 
 
@@ -82,16 +83,19 @@ class Settings:
     # how it runs
     device: str = "auto"
     compile: bool | str = "auto"  # torch.compile the step and augmentation; "auto": on CUDA
-    threads: int = 1
+    threads: int = 1  # torch's CPU threads, and the batch readers
+    readers: str = "auto"  # "threads" or "processes" (hand3d.reader_processes); "auto": processes on CUDA
     log_every: int = 10
     checkpoint_every: int = 100
 
-    RUN_FIELDS = ("device", "compile", "threads", "log_every", "checkpoint_every")
+    RUN_FIELDS = ("device", "compile", "threads", "readers", "log_every", "checkpoint_every")
 
     def __post_init__(self):
         problems = []
         if self.stage not in STAGES:
             problems.append(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.readers not in READERS:
+            problems.append(f"readers must be one of {READERS}, got {self.readers!r}")
         if self.three_d_form not in THREE_D_FORMS:
             problems.append(f"three_d_form must be one of {THREE_D_FORMS}, got {self.three_d_form!r}")
         for name in ("iterations", "batch_size", "lr_step", "log_every", "checkpoint_every"):
@@ -182,7 +186,9 @@ def _heatmap_mode(settings: Settings) -> str | None:
     return "stored" if all_have([Source(p) for p in settings.datasets], "heatmaps") else "render"
 
 
-def _stream(settings: Settings, processes: Processes, start_step: int, heatmaps: str | None) -> PackedBatches:
+def _stream(settings: Settings, processes: Processes, start_step: int, heatmaps: str | None, cuda: bool):
+    """The run's batches, read by ``threads`` threads or as many processes (``readers``; on a GPU processes by
+    default: they leave this process's GIL to the thread launching the GPU work, :mod:`hand3d.reader_processes`)."""
     if settings.batch_size % processes.world_size:
         raise ValueError(f"batch_size {settings.batch_size} does not split over {processes.world_size} processes")
     fields_ = list(PRETRAIN_FIELDS if settings.stage == "pretrain" else TRAIN_FIELDS)
@@ -197,6 +203,7 @@ def _stream(settings: Settings, processes: Processes, start_step: int, heatmaps:
         start_step=start_step,
         augment=AugmentConfig(**settings.augment),
         threads=settings.threads,
+        processes=max(1, settings.threads) if reads_in_processes(settings.readers, cuda) else 0,
     )
 
 
@@ -284,6 +291,10 @@ def _step_function(run: _Run):
     return step
 
 
+def reads_in_processes(readers: str, cuda: bool) -> bool:
+    return readers == "processes" or (readers == "auto" and cuda)
+
+
 def _compiles(run: _Run) -> bool:
     wanted = run.settings.compile
     return run.device.type == "cuda" if wanted == "auto" else bool(wanted)
@@ -335,7 +346,7 @@ def _checkpoint(run: _Run, state_dir: Path) -> None:
 def _loop(run: _Run, state_dir: Path) -> None:
     settings = run.settings
     heatmaps = _heatmap_mode(settings)
-    stream = _stream(settings, run.processes, run.step, heatmaps)
+    stream = _stream(settings, run.processes, run.step, heatmaps, run.device.type == "cuda")
     step_fn = _step_function(run)
     augment = torch.compile(augment_batch) if _compiles(run) else augment_batch
     batches = device_batches(stream, run.device)

@@ -147,6 +147,7 @@ def _training_shared() -> dict:
         "heatmap_sigma": shared["heatmap_sigma"],
         "log_every": shared["log_every"],
         "checkpoint_every": shared["checkpoint_every"],
+        "readers": shared["readers"],
     }
 
 

@@ -67,7 +67,7 @@ def test_bench_train_reports_both_stages_their_ratio_and_the_compiled_graphs():
     args = ("--device", "cpu", "--batch-size", "4", "--steps", "2", "--samples", "8", "--input-size", "64")
     result = _hand3d("bench", "train", *args, "--compile", "on")
     assert result.returncode == 0, result.stderr
-    assert "resnet18, 64 px, batch 4, 736-vertex hand, 2 timed steps, compiled" in result.stdout
+    assert "resnet18, 64 px, batch 4, 736-vertex hand, 2 timed steps, compiled, reader threads" in result.stdout
     lines = result.stdout.splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:4]}
     assert set(rows) == {"pretrain", "train"}

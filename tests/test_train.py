@@ -62,6 +62,17 @@ def test_pretraining_loss_falls_and_the_model_reloads(hand_model_path, synthetic
     assert model(images).vertices.shape[0] == 2
 
 
+def test_reader_processes_train_exactly_as_reader_threads(hand_model_path, synthetic_packed, tmp_path):
+    """The readers on a GPU by default, run here: the same batches, so the same losses, bit for bit."""
+    settings = _settings(hand_model_path, synthetic_packed, stage="train", iterations=4, log_every=2, threads=2)
+    _, threaded = _run(replace(settings, readers="threads"), tmp_path / "threads")
+    _, forked = _run(replace(settings, readers="processes"), tmp_path / "processes")
+    columns = ("total", "keypoints_2d", "keypoints_3d", "mask", "regularisation")
+    assert [[row[c] for c in columns] for row in threaded] == [[row[c] for c in columns] for row in forked]
+    with pytest.raises(ValueError, match="readers must be one of"):
+        replace(settings, readers="fibres")
+
+
 @pytest.mark.parametrize("inputs", ["rgb", "rgb+2d"])
 def test_training_from_pretrained_weights_lowers_the_2d_error(hand_model_path, synthetic_packed, tmp_path, inputs):
     pretrained, _ = _run(_settings(hand_model_path, synthetic_packed, iterations=10), tmp_path / "pre")
