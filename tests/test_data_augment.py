@@ -38,6 +38,14 @@ def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed):
     assert not torch.equal(expected[0]["images"], expected[1]["images"])
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, ended but not yet reaped by whoever adopted it, does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _started_reader_processes(path, count: int) -> tuple[PackedBatches, dict]:
     stream = PackedBatches([Source(str(path))], 4, TRAIN_FIELDS, processes=count)
     buffer = stream.allocate(shared=True)
@@ -55,9 +63,9 @@ def test_reader_processes_report_a_bad_file_by_name_and_stop_on_close(synthetic_
     with pytest.raises(RuntimeError, match=r"copy\.h5: (images|masks) row \d+ is cut short"):
         for step in range(1, 10):
             stream.fill(step, buffer)
-    workers = [psutil.Process(pid) for pid in stream.reader_pids]
+    workers = stream.reader_pids
     stream.close()
-    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not [pid for pid in workers if _running(pid)]
 
 
 def test_a_killed_reader_process_is_an_error_not_a_hang(synthetic_packed):
@@ -77,17 +85,20 @@ def test_reader_processes_end_with_a_killed_training_process(synthetic_packed, t
         "buffer = stream.allocate(shared=True)\n"
         "stream.start_processes()\n"
         "stream.fill(0, buffer)\n"
-        "print(*stream.reader_pids, flush=True)\n"
+        "print(*stream.reader_pids, file=open(sys.argv[2], 'w'), flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(synthetic_packed)], capture_output=True, text=True)
-    assert result.returncode == -signal.SIGKILL, result.stderr
-    workers = [int(pid) for pid in result.stdout.split()]
+    pids, log = tmp_path / "pids.txt", tmp_path / "log.txt"
+    with open(log, "w") as output:  # a file: a pipe would stay open as long as the orphaned readers live
+        command = [sys.executable, "-c", script, str(synthetic_packed), str(pids)]
+        code = subprocess.run(command, stdout=output, stderr=output)
+    assert code.returncode == -signal.SIGKILL, log.read_text()
+    workers = [int(pid) for pid in pids.read_text().split()]
     assert len(workers) == 2
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(psutil.pid_exists(pid) for pid in workers):
+    while time.monotonic() < deadline and any(_running(pid) for pid in workers):
         time.sleep(0.1)
-    assert not any(psutil.pid_exists(pid) for pid in workers)
+    assert not any(_running(pid) for pid in workers)
 
 
 def test_rows_read_by_offset_equal_h5py_and_other_layouts_fall_back(synthetic_packed, tmp_path):
