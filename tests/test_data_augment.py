@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -72,8 +74,19 @@ def test_a_killed_reader_process_is_an_error_not_a_hang(synthetic_packed):
     stream, buffer = _started_reader_processes(synthetic_packed, 2)
     for pid in stream.reader_pids:
         os.kill(pid, signal.SIGKILL)
-    with pytest.raises(RuntimeError, match=r"reader process \d+ ended \(exit code -9\) while reading"):
-        stream.fill(0, buffer)
+    raised = []
+
+    def fill() -> None:
+        try:
+            stream.fill(0, buffer)
+        except RuntimeError as error:
+            raised.append(str(error))
+
+    filling = threading.Thread(target=fill, daemon=True)  # a regression would wait forever: fail instead
+    filling.start()
+    filling.join(timeout=30)
+    assert not filling.is_alive(), "fill still waiting 30 s after its readers were killed"
+    assert re.fullmatch(r"reader process \d+ ended \(exit code -9\) while reading .*synthetic_train\.h5", raised[0])
     stream.close()
 
 
