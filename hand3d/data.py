@@ -160,7 +160,8 @@ class PackedBatches:
         return out
 
     def fill(self, step: int, out: dict[str, torch.Tensor]) -> None:
-        """Read batch ``step`` into the tensors of :meth:`allocate`."""
+        """Read batch ``step`` into the tensors of :meth:`allocate` (by the reader processes if they share ``out``,
+        else in this process)."""
         rng = np.random.default_rng([self.seed, self.rank, step])
         per_source = rng.multinomial(self.batch_size, self.probabilities)
         picks = [_pick(rng, count, n) for count, n in zip(self.counts, per_source, strict=True)]
@@ -171,8 +172,9 @@ class PackedBatches:
                 if len(part):
                     jobs.append((source, indices[part], row + part[0]))
             row += len(indices)
-        if self._readers is not None:
-            self._readers.read(next(i for i, buffer in enumerate(self._shared) if buffer is out), jobs)
+        shared = next((i for i, buffer in enumerate(self._shared) if buffer is out), None)
+        if self._readers is not None and shared is not None:
+            self._readers.read(shared, jobs)
             return
         arrays = {name: out[name].numpy() for name in self.fields}
 

@@ -26,12 +26,13 @@ OFF = AugmentConfig(enabled=False)
 
 def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed):
     source = [Source(str(synthetic_packed))]
-    expected = [PackedBatches(source, 6, TRAIN_FIELDS, seed=3).batch(step) for step in range(5, 9)]
+    expected = [PackedBatches(source, 6, TRAIN_FIELDS, seed=3).batch(step) for step in range(5, 10)]
     for threads, processes in ((1, 0), (3, 0), (1, 2)):
         stream = PackedBatches(source, 6, TRAIN_FIELDS, seed=3, start_step=5, threads=threads, processes=processes)
         batches = device_batches(stream, torch.device("cpu"))
         got = [batch for batch, _ in zip(batches, range(4), strict=False)]
         assert len(stream.reader_pids) == processes
+        got.append(stream.batch(9))  # a buffer the reader processes do not share: read in this process
         batches.close()
         stream.close()
         for want, have in zip(expected, got, strict=True):
