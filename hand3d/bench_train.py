@@ -40,12 +40,16 @@ class BenchSettings:
     device: str = "auto"
     compile: bool = False
     threads: int = 1
-    readers: str = "threads"  # the full step's batch readers: "threads" or "processes"
+    readers: str = "threads"  # the full step's batch readers, resolved: "threads" or "processes"
 
     @classmethod
     def for_device(cls, torch_device: torch.device, **given) -> BenchSettings:
-        """The issue's GPU target setting on CUDA (ResNet-34, 256 px, batch 256, compiled); a small one on the CPU."""
+        """The issue's GPU target setting on CUDA (ResNet-34, 256 px, batch 256, compiled); a small one on the CPU.
+        ``readers`` as training takes it (``auto`` by default)."""
+        from hand3d.train import reads_in_processes
+
         cuda = torch_device.type == "cuda"
+        given["readers"] = "processes" if reads_in_processes(given.get("readers") or "auto", cuda) else "threads"
         defaults = {
             "backbone": "resnet34" if cuda else "resnet18",
             "input_size": 256 if cuda else 128,
@@ -53,7 +57,6 @@ class BenchSettings:
             "steps": 50 if cuda else 4,
             "samples": 2048 if cuda else 64,
             "compile": cuda,
-            "readers": "processes" if cuda else "threads",  # as training's "auto"
         }
         return cls(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
 

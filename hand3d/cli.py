@@ -87,7 +87,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     given = {k: getattr(args, k) for k in ("backbone", "input_size", "batch_size", "steps", "samples")}
     given["compile"] = {"auto": None, "on": True, "off": False}[args.compile]
-    given["readers"] = None if args.readers == "auto" else args.readers
+    given["readers"] = args.readers
     settings = BenchSettings.for_device(torch_device=device, device=args.device, threads=args.threads, **given)
     name = torch_device_name(device)
     print(format_train_rows(bench_train(settings, args.model), settings, name))

@@ -1,4 +1,4 @@
-"""What ``torch.compile`` made of a run's compiled pieces: graphs, graph breaks and their reasons, recompiles.
+"""What ``torch.compile`` made of a run's compiled pieces: graphs, and graph breaks with their reasons.
 
 Read from Dynamo's process-wide counters, before and after. A graph break splits a compiled step into graphs that
 the host launches one by one, checking guards and running eager code in between; on a GPU the step then waits on the
@@ -21,7 +21,6 @@ __all__ = ["CompileCounts"]
 class CompileCounts:
     graphs: int = 0
     breaks: Counter[str] = field(default_factory=Counter)  # reason, shortened -> times
-    recompiles: int = 0
 
     @classmethod
     def now(cls) -> CompileCounts:
@@ -29,12 +28,10 @@ class CompileCounts:
         breaks = Counter()
         for reason, times in counters["graph_break"].items():
             breaks[_shortened(reason)] += times
-        return cls(counters["stats"]["unique_graphs"], breaks, sum(counters["recompiles"].values()))
+        return cls(counters["stats"]["unique_graphs"], breaks)
 
     def __sub__(self, earlier: CompileCounts) -> CompileCounts:
-        return CompileCounts(
-            self.graphs - earlier.graphs, self.breaks - earlier.breaks, self.recompiles - earlier.recompiles
-        )
+        return CompileCounts(self.graphs - earlier.graphs, self.breaks - earlier.breaks)
 
     @property
     def break_count(self) -> int:

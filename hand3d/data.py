@@ -246,13 +246,9 @@ def device_batches(stream: PackedBatches, device: torch.device, depth: int = 3) 
 
 
 def _host_batches(stream: PackedBatches) -> Iterator[dict]:
-    step = stream.start_step
-    if not stream.processes:
-        while True:
-            yield stream.batch(step)
-            step += 1
-    buffer = stream.allocate(shared=True)
+    buffer = stream.allocate(shared=bool(stream.processes))
     stream.start_processes()
+    step = stream.start_step
     while True:
         stream.fill(step, buffer)
         yield {name: tensor.clone() for name, tensor in buffer.items()}  # the buffer is refilled next step

@@ -186,7 +186,9 @@ def _heatmap_mode(settings: Settings) -> str | None:
     return "stored" if all_have([Source(p) for p in settings.datasets], "heatmaps") else "render"
 
 
-def _stream(settings: Settings, processes: Processes, start_step: int, heatmaps: str | None, cuda: bool):
+def _stream(
+    settings: Settings, processes: Processes, start_step: int, heatmaps: str | None, cuda: bool
+) -> PackedBatches:
     """The run's batches, read by ``threads`` threads or as many processes (``readers``; on a GPU processes by
     default: they leave this process's GIL to the thread launching the GPU work, :mod:`hand3d.reader_processes`)."""
     if settings.batch_size % processes.world_size:
@@ -292,6 +294,7 @@ def _step_function(run: _Run):
 
 
 def reads_in_processes(readers: str, cuda: bool) -> bool:
+    """Whether ``readers`` (a :data:`READERS` value) means reader processes on this device."""
     return readers == "processes" or (readers == "auto" and cuda)
 
 
