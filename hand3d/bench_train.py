@@ -8,6 +8,7 @@ channels_last on CUDA) with a linear head, on a batch already on the device, bac
 step is (the forward compiled, fused Adam outside it): the ceiling the full step is compared with. Both stages are
 measured: pretraining (parameter loss) and training (all losses). Compiled, each figure comes with the graphs and
 graph breaks :mod:`torch.compile` made (:mod:`hand3d.compile_counts`): a break makes a step wait on the host.
+``cuda_graphs`` compiles both steps in ``reduce-overhead`` mode (CUDA graphs) and counts the graphs left without one.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class BenchSettings:
     compile: bool = False
     threads: int = 1
     readers: str = "threads"  # the full step's batch readers, resolved: "threads" or "processes"
+    cuda_graphs: bool = False  # compiled: both steps' graphs replayed as CUDA graphs
 
     @classmethod
     def for_device(cls, torch_device: torch.device, **given) -> BenchSettings:
@@ -112,11 +114,14 @@ def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> tuple[f
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             return model(x).float().square().mean()
 
-    compiled_loss = torch.compile(loss) if settings.compile else loss
+    mode = "reduce-overhead" if settings.cuda_graphs else None
+    compiled_loss = torch.compile(loss, mode=mode) if settings.compile else loss
 
     def step() -> None:
-        value = compiled_loss()
+        if mode is not None:
+            torch.compiler.cudagraph_mark_step_begin()
         optimizer.zero_grad(set_to_none=True)
+        value = compiled_loss()
         value.backward()
         optimizer.step()
 
@@ -155,6 +160,7 @@ def full_step_rate(
         compile=settings.compile,
         threads=settings.threads,
         readers=settings.readers,
+        cuda_graphs=settings.cuda_graphs,
         log_every=settings.steps,
         checkpoint_every=10 * settings.steps,
     )
@@ -210,16 +216,17 @@ def _vertex_count(hand_model: str) -> int:
 
 
 def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: str) -> str:
+    graphs = settings.compile and settings.cuda_graphs
     lines = [
         f"hand3d bench train on {device_name}: {settings.backbone}, {settings.input_size} px, batch "
         f"{settings.batch_size}, {rows[0]['vertices']}-vertex hand, {settings.steps} timed steps"
-        f"{', compiled' if settings.compile else ''}, reader {settings.readers}",
+        f"{', compiled' if settings.compile else ''}{', CUDA graphs' if graphs else ''}, reader {settings.readers}",
         f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6}",
     ]
     for row in rows:
         lines.append(f"{row['stage']:<10} {row['full']:>16.1f} {row['bare']:>20.1f} {row['full'] / row['bare']:>6.3f}")
     if settings.compile:
         pieces = [("bare backbone", rows[0]["bare_compiled"])] + [(row["stage"], row["compiled"]) for row in rows]
-        lines.append("compiled: " + "; ".join(f"{name} {counts.summary()}" for name, counts in pieces))
+        lines.append("compiled: " + "; ".join(f"{name} {counts.summary(graphs)}" for name, counts in pieces))
         lines += [f"{name} graph breaks:\n{counts.reasons()}" for name, counts in pieces if counts.break_count]
     return "\n".join(lines)

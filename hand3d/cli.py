@@ -88,6 +88,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("backbone", "input_size", "batch_size", "steps", "samples")}
     given["compile"] = {"auto": None, "on": True, "off": False}[args.compile]
     given["readers"] = args.readers
+    given["cuda_graphs"] = args.cuda_graphs == "on"
     settings = BenchSettings.for_device(torch_device=device, device=args.device, threads=args.threads, **given)
     name = torch_device_name(device)
     print(format_train_rows(bench_train(settings, args.model), settings, name))
@@ -216,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "threads", "processes"),
         default="auto",
         help="batch readers of the full step (auto: processes on CUDA, threads on the CPU)",
+    )
+    train.add_argument(
+        "--cuda-graphs",
+        choices=("on", "off"),
+        default="off",
+        help="compiled: replay both steps as CUDA graphs (torch.compile mode reduce-overhead; default: %(default)s)",
     )
     train.set_defaults(run=cmd_bench_train)
     return parser

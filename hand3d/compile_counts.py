@@ -1,4 +1,5 @@
-"""What ``torch.compile`` made of a run's compiled pieces: graphs, and graph breaks with their reasons.
+"""What ``torch.compile`` made of a run's compiled pieces: graphs, graph breaks with their reasons, and the graphs
+that CUDA graphs (``mode="reduce-overhead"``) skipped.
 
 Read from Dynamo's process-wide counters, before and after. A graph break splits a compiled step into graphs that
 the host launches one by one, checking guards and running eager code in between; on a GPU the step then waits on the
@@ -21,6 +22,7 @@ __all__ = ["CompileCounts"]
 class CompileCounts:
     graphs: int = 0
     breaks: Counter[str] = field(default_factory=Counter)  # reason, shortened -> times
+    cudagraph_skips: int = 0  # compiled graphs run kernel by kernel though CUDA graphs were asked for
 
     @classmethod
     def now(cls) -> CompileCounts:
@@ -28,18 +30,20 @@ class CompileCounts:
         breaks = Counter()
         for reason, times in counters["graph_break"].items():
             breaks[_shortened(reason)] += times
-        return cls(counters["stats"]["unique_graphs"], breaks)
+        return cls(counters["stats"]["unique_graphs"], breaks, counters["inductor"]["cudagraph_skips"])
 
     def __sub__(self, earlier: CompileCounts) -> CompileCounts:
-        return CompileCounts(self.graphs - earlier.graphs, self.breaks - earlier.breaks)
+        skips = self.cudagraph_skips - earlier.cudagraph_skips
+        return CompileCounts(self.graphs - earlier.graphs, self.breaks - earlier.breaks, skips)
 
     @property
     def break_count(self) -> int:
         return self.breaks.total()
 
-    def summary(self) -> str:
-        """e.g. ``2 graphs, 0 breaks``."""
-        return f"{self.graphs} graph{'s' * (self.graphs != 1)}, {self.break_count} break{'s' * (self.break_count != 1)}"
+    def summary(self, cuda_graphs: bool = False) -> str:
+        """e.g. ``2 graphs, 0 breaks``; with ``cuda_graphs``, e.g. ``2 graphs, 0 breaks, 0 without CUDA graph``."""
+        text = f"{self.graphs} graph{'s' * (self.graphs != 1)}, {self.break_count} break{'s' * (self.break_count != 1)}"
+        return text + (f", {self.cudagraph_skips} without CUDA graph" if cuda_graphs else "")
 
     def reasons(self, limit: int = 3) -> str:
         """The most frequent break reasons, one per line."""

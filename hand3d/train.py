@@ -6,9 +6,10 @@ by ``lr_gamma`` every ``lr_step`` iterations, batches from :class:`hand3d.data.P
 device (:mod:`hand3d.augment`).
 
 Speed on CUDA: bf16 autocast and channels_last for the encoder, batches read ahead by reader processes and copied
-on a side stream, ``torch.compile`` of the augmentation and of the objective (one graph each); Adam is fused on every
-device. The loop never waits on the GPU except to log (every ``log_every`` steps) and to checkpoint: a test records,
-on the CPU, every operation that would (:mod:`hand3d.host_sync`).
+on a side stream, ``torch.compile`` of the augmentation and of the objective (one graph each), replayed as CUDA
+graphs with ``cuda_graphs``; Adam is fused on every device. The loop never waits on the GPU except to log (every
+``log_every`` steps) and to checkpoint: a test records, on the CPU, every operation that would
+(:mod:`hand3d.host_sync`).
 
 Resume: every ``checkpoint_every`` steps the state goes to ``state_dir`` (:mod:`hand3d.train_state`); a restarted
 run with the same signature continues from there and, the data stream being a function of the step, computes what
@@ -85,10 +86,11 @@ class Settings:
     compile: bool | str = "auto"  # torch.compile the step and augmentation; "auto": on CUDA
     threads: int = 1  # torch's CPU threads, and the batch readers
     readers: str = "auto"  # "threads" or "processes" (hand3d.reader_processes); "auto": processes on CUDA
+    cuda_graphs: bool = False  # compiled on CUDA, one process: replay the step's kernels as CUDA graphs
     log_every: int = 10
     checkpoint_every: int = 100
 
-    RUN_FIELDS = ("device", "compile", "threads", "readers", "log_every", "checkpoint_every")
+    RUN_FIELDS = ("device", "compile", "threads", "readers", "cuda_graphs", "log_every", "checkpoint_every")
 
     def __post_init__(self):
         problems = []
@@ -267,24 +269,24 @@ def _prepare(settings: Settings, state_dir: Path) -> _Run:
     return run
 
 
-def _step_function(run: _Run):
-    """The forward (loss terms) and backward of one step; DDP-wrapped and compiled as asked."""
+def _step_function(run: _Run, mode: str | None):
+    """The forward (loss terms) and backward of one step; DDP-wrapped and compiled (in ``mode``) as asked."""
     objective = run.objective
     if run.processes.distributed:
         ids = [run.device.index] if run.device.type == "cuda" else None
         objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
     if _compiles(run):
-        objective = torch.compile(objective)
+        objective = torch.compile(objective, mode=mode)
     weights = run.objective.weights if isinstance(run.objective, TrainObjective) else None
     # on the device once, before the first step (a tensor made from a float is a copy the host waits for)
     mask_weights = {} if weights is None else {v: torch.tensor(v, device=run.device) for v in weights.mask_weights()}
 
     def step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        run.optimizer.zero_grad(set_to_none=True)
         if weights is None:
             terms = objective(batch)
         else:
             terms = objective(batch, mask_weights[weights.mask_weight(run.step, run.settings.iterations)])
-        run.optimizer.zero_grad(set_to_none=True)
         terms[0].backward()
         run.optimizer.step()
         run.scheduler.step()
@@ -303,8 +305,21 @@ def _compiles(run: _Run) -> bool:
     return run.device.type == "cuda" if wanted == "auto" else bool(wanted)
 
 
-def _warn_if_split(counts: CompileCounts) -> None:
-    """After the first compiled step: a graph break means the host launches pieces one by one every step."""
+def _compile_mode(run: _Run) -> str | None:
+    """``reduce-overhead`` (CUDA graphs: each compiled graph's kernels replayed by one launch) when asked, in one
+    process (DDP's gradient hooks run between the backward's kernels); else torch.compile's default. Inductor
+    makes no CUDA graph of a graph that runs on the CPU, and counts it as skipped."""
+    if not run.settings.cuda_graphs:
+        return None
+    if run.processes.distributed:
+        log.warning("cuda_graphs is ignored under DDP (%d processes)", run.processes.world_size)
+        return None
+    return "reduce-overhead"
+
+
+def _warn_if_split(counts: CompileCounts, cuda_graphs: bool) -> None:
+    """After the first compiled step: a graph break means the host launches pieces one by one every step, and so
+    does a graph that CUDA graphs, asked for, skipped."""
     if counts.break_count:
         log.warning(
             "torch %s split the compiled training step into %s; on a GPU the step may wait on the host. "
@@ -312,6 +327,12 @@ def _warn_if_split(counts: CompileCounts) -> None:
             torch.__version__,
             counts.summary(),
             counts.reasons(),
+        )
+    if cuda_graphs and counts.cudagraph_skips:
+        log.warning(
+            "torch %s made no CUDA graph of %d of the step's compiled graphs (TORCH_LOGS=cudagraphs says why)",
+            torch.__version__,
+            counts.cudagraph_skips,
         )
 
 
@@ -350,17 +371,18 @@ def _loop(run: _Run, state_dir: Path) -> None:
     settings = run.settings
     heatmaps = _heatmap_mode(settings)
     stream = _stream(settings, run.processes, run.step, heatmaps, run.device.type == "cuda")
-    step_fn = _step_function(run)
-    augment = torch.compile(augment_batch) if _compiles(run) else augment_batch
+    mode = _compile_mode(run) if _compiles(run) else None
+    step_fn = _step_function(run, mode)
+    augment = torch.compile(augment_batch, mode=mode) if _compiles(run) else augment_batch
     batches = device_batches(stream, run.device)
     try:
-        _steps(run, state_dir, batches, step_fn, augment, heatmaps)
+        _steps(run, state_dir, batches, step_fn, augment, heatmaps, graphed=mode == "reduce-overhead")
     finally:
         batches.close()
         stream.close()
 
 
-def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps) -> None:
+def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, graphed: bool) -> None:
     settings = run.settings
     sums = torch.zeros(len(run.objective.columns), device=run.device)
     count, start = 0, time.perf_counter()
@@ -377,11 +399,13 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps) -> N
     for loaded in batches:
         if run.step >= settings.iterations:
             break
+        if graphed:  # the last step's graph outputs are dead: the replay may overwrite them
+            torch.compiler.cudagraph_mark_step_begin()
         noise = _noise(run, generator, loaded["images"].shape[0])
         batch = augment(loaded, settings.input_size, heatmaps, settings.heatmap_sigma, noise)
         sums += step_fn(batch)
         if before_compiling is not None:
-            _warn_if_split(CompileCounts.now() - before_compiling)
+            _warn_if_split(CompileCounts.now() - before_compiling, run.device.type == "cuda" and graphed)
             before_compiling = None
         run.step += 1
         count += 1

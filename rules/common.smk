@@ -148,6 +148,7 @@ def _training_shared() -> dict:
         "log_every": shared["log_every"],
         "checkpoint_every": shared["checkpoint_every"],
         "readers": shared["readers"],
+        "cuda_graphs": shared["cuda_graphs"],
     }
 
 

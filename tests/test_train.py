@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hand3d.augment import augment_batch
+from hand3d.augment import augment_batch, unit_noise
 from hand3d.data import TRAIN_FIELDS, PackedBatches, Source
 from hand3d.host_sync import HostSyncs, describe
 from hand3d.losses import TrainWeights
@@ -204,11 +204,29 @@ def test_training_objective_compiles_to_one_graph(hand_model_path, synthetic_pac
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:2]
 
 
+def test_the_compiled_pieces_write_into_none_of_their_inputs(hand_model_path, synthetic_packed):
+    """torch makes no CUDA graph of a compiled graph that writes into an input other than a parameter or buffer."""
+    loaded = PackedBatches([Source(str(synthetic_packed))], 4, TRAIN_FIELDS, seed=0).batch(0)
+    noise = unit_noise(4, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
+    inputs = [*loaded.values(), noise]
+    versions = [tensor._version for tensor in inputs]
+    batch = augment_batch(loaded, 64, "render", 6.0, noise)
+    model = HandRegressor(hand_model_path, backbone="resnet18", inputs="rgb+2d", input_size=64)
+    mask_weight = torch.tensor(100.0)
+    inputs += [*batch.values(), mask_weight]
+    versions += [tensor._version for tensor in [*batch.values(), mask_weight]]
+    TrainObjective(model, TrainWeights(), "weak_perspective")(batch, mask_weight)[0].backward()
+    assert [tensor._version for tensor in inputs] == versions
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_compiled_training_matches_eager_in_two_graphs_compiled_once(
-    hand_model_path, synthetic_packed, tmp_path, caplog
+    hand_model_path, synthetic_packed, tmp_path, caplog, cuda_graphs
 ):
     """The default on CUDA, run here on the CPU: the augmentation and the objective are compiled once each (no graph
-    break, no recompile when the mask weight switches, no warning of a split step) and give the eager run's losses."""
+    break, no recompile when the mask weight switches, no warning of a split step) and give the eager run's losses.
+    ``cuda_graphs``: the compiled graphs reach Inductor in its CUDA-graph mode, which runs them here without a
+    CUDA graph and counts each (the augmentation, the objective: its backward follows its forward) as skipped."""
     from torch._dynamo.utils import counters
 
     weights = {"mask_decay_start": 0.5}
@@ -225,8 +243,9 @@ def test_compiled_training_matches_eager_in_two_graphs_compiled_once(
     torch._dynamo.reset()
     counters.clear()
     with caplog.at_level(logging.WARNING, logger="hand3d.train"):
-        _, compiled = _run(replace(settings, compile=True), tmp_path / "compiled")
-    assert "split the compiled training step" not in caplog.text
+        _, compiled = _run(replace(settings, compile=True, cuda_graphs=cuda_graphs), tmp_path / "compiled")
+    assert "split the compiled training step" not in caplog.text and "CUDA graph" not in caplog.text
+    assert counters["inductor"]["cudagraph_skips"] == (2 if cuda_graphs else 0)
     assert dict(counters["stats"])["unique_graphs"] == 2 and not counters["graph_break"], dict(counters["graph_break"])
     assert dict(counters["frames"]) == {"total": 2, "ok": 2} and not counters["recompiles"]
     for want, have in zip(eager, compiled, strict=True):
