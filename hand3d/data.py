@@ -11,13 +11,15 @@ so each row is one ``pread`` from the file (page cache) straight into the batch 
 between processes. The readers are threads of this process, or, for a GPU, worker processes
 (:mod:`hand3d.reader_processes`) writing into shared-memory buffers, so that they do not compete for the GIL with
 the thread launching the GPU work. :func:`device_batches` then copies the batch to the GPU on a side stream ahead
-of its use. Samples stay in crop pixels at 320x320; resizing and augmentation happen on the device.
+of its use, from page-locked memory (pinned buffers, or the shared ones registered with CUDA) so that the copy is
+the GPU's DMA and not the CPU's. Samples stay in crop pixels at 320x320; resizing and augmentation happen on the device.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,11 +41,13 @@ __all__ = [
     "PackedBatches",
     "Source",
     "device_batches",
+    "page_locked",
     "to_device",
 ]
 
 PRETRAIN_FIELDS = ("images", "params", "keypoints_2d")
 TRAIN_FIELDS = ("images", "keypoints_2d", "keypoints_3d", "has_3d", "masks", "has_mask")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -260,19 +264,47 @@ def _read_ahead(stream: PackedBatches, device: torch.device, buffers: list[dict]
         side = torch.cuda.Stream(device)
         copies: list[torch.cuda.Event | None] = [None] * len(buffers)
         step = stream.start_step
-        while not stop.is_set():
-            slot = step % len(buffers)
-            if copies[slot] is not None:
-                copies[slot].synchronize()  # the buffer's previous copy to the device is done
-            stream.fill(step, buffers[slot])
-            with torch.cuda.stream(side):
-                moved = to_device(buffers[slot], device)
-                copies[slot] = torch.cuda.Event()
-                copies[slot].record(side)
-            ready.put((moved, copies[slot]))
-            step += 1
+        with page_locked(buffers if stream.processes else [], side):
+            while not stop.is_set():
+                slot = step % len(buffers)
+                if copies[slot] is not None:
+                    copies[slot].synchronize()  # the buffer's previous copy to the device is done
+                stream.fill(step, buffers[slot])
+                with torch.cuda.stream(side):
+                    moved = to_device(buffers[slot], device)
+                    copies[slot] = torch.cuda.Event()
+                    copies[slot].record(side)
+                ready.put((moved, copies[slot]))
+                step += 1
     except BaseException as error:  # handed to the consuming thread, which raises it
         ready.put(error)
+
+
+@contextlib.contextmanager
+def page_locked(buffers: Sequence[Mapping[str, torch.Tensor]], side: torch.cuda.Stream):
+    """Host buffers registered with CUDA (page-locked, as pinned memory is) while inside; ``side``, the stream
+    copying from them, is drained before they are released.
+
+    Shared memory cannot come from CUDA's pinned allocator, and a copy from pageable memory is the CPU's: it stages
+    the bytes and returns when they are on their way. Registered, the copy is the GPU's DMA, asynchronous. A buffer
+    that cannot be registered is copied as before, with a warning. Called from the copying thread: a failed call
+    leaves its error as that thread's CUDA "last error", and no kernel launched there would report it.
+    """
+    cudart = torch.cuda.cudart()
+    registered = []
+    try:
+        for storage in (tensor.untyped_storage() for buffer in buffers for tensor in buffer.values()):
+            size = storage.nbytes()
+            error = int(cudart.cudaHostRegister(storage.data_ptr(), size, 0)) if size else 0
+            if error:
+                log.warning("could not page-lock a %d-byte batch buffer (cudaError %d): staged copies", size, error)
+            elif size:
+                registered.append(storage.data_ptr())
+        yield
+    finally:
+        side.synchronize()
+        for address in registered:
+            cudart.cudaHostUnregister(address)
 
 
 def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

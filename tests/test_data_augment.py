@@ -18,19 +18,25 @@ import torch.nn.functional as F
 
 from hand3d.augment import AugmentConfig, augment_batch, render_heatmaps, unit_noise
 from hand3d.camera import project_weak_perspective
-from hand3d.data import PRETRAIN_FIELDS, TRAIN_FIELDS, PackedBatches, Source, device_batches
+from hand3d.data import PRETRAIN_FIELDS, TRAIN_FIELDS, PackedBatches, Source, device_batches, page_locked
 from hand3d.h5io import PackedWriter, read_samples
 
 OFF = AugmentConfig(enabled=False)
 
 
-def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed):
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed, device):
+    """On CUDA the batches are read ahead into pinned (threads) or page-locked shared (processes) buffers and copied
+    on a side stream."""
     source = [Source(str(synthetic_packed))]
     expected = [PackedBatches(source, 6, TRAIN_FIELDS, seed=3).batch(step) for step in range(5, 10)]
     for threads, processes in ((1, 0), (3, 0), (1, 2)):
         stream = PackedBatches(source, 6, TRAIN_FIELDS, seed=3, start_step=5, threads=threads, processes=processes)
-        batches = device_batches(stream, torch.device("cpu"))
-        got = [batch for batch, _ in zip(batches, range(4), strict=False)]
+        batches = device_batches(stream, torch.device(device))
+        got = [{k: v.cpu() for k, v in batch.items()} for batch, _ in zip(batches, range(4), strict=False)]
         assert len(stream.reader_pids) == processes
         got.append(stream.batch(9))  # a buffer the reader processes do not share: read in this process
         batches.close()
@@ -39,6 +45,18 @@ def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed):
             for name in (*TRAIN_FIELDS, "augment"):
                 assert torch.equal(want[name], have[name]), (threads, processes, name)
     assert not torch.equal(expected[0]["images"], expected[1]["images"])
+
+
+@CUDA
+def test_shared_buffers_are_page_locked_while_copied_from():
+    buffer = {"images": torch.zeros(4, 8, 8, 3, dtype=torch.uint8).share_memory_(), "empty": torch.zeros(0)}
+    side = torch.cuda.Stream()
+    with page_locked([buffer], side):
+        assert buffer["images"].is_pinned()
+        with torch.cuda.stream(side):
+            copied = buffer["images"].add_(7).to("cuda", non_blocking=True)
+    assert not buffer["images"].is_pinned()
+    assert int(copied.sum()) == 7 * buffer["images"].numel()
 
 
 def _running(pid: int) -> bool:
