@@ -306,13 +306,14 @@ def _compiles(run: _Run) -> bool:
 
 
 def _compile_mode(run: _Run) -> str | None:
-    """``reduce-overhead`` (CUDA graphs: each compiled graph's kernels replayed by one launch) when asked, in one
-    process (DDP's gradient hooks run between the backward's kernels); else torch.compile's default. Inductor
-    makes no CUDA graph of a graph that runs on the CPU, and counts it as skipped."""
+    """``reduce-overhead`` (CUDA graphs: each compiled graph's kernels replayed by one launch) when asked, compiled,
+    in one process (DDP's gradient hooks run between the backward's kernels); else torch.compile's default.
+    Inductor makes no CUDA graph of a graph that runs on the CPU, and counts it as skipped."""
     if not run.settings.cuda_graphs:
         return None
-    if run.processes.distributed:
-        log.warning("cuda_graphs is ignored under DDP (%d processes)", run.processes.world_size)
+    if not _compiles(run) or run.processes.distributed:
+        why = f"under DDP ({run.processes.world_size} processes)" if _compiles(run) else "without torch.compile"
+        log.warning("cuda_graphs is ignored %s", why)
         return None
     return "reduce-overhead"
 
@@ -371,7 +372,7 @@ def _loop(run: _Run, state_dir: Path) -> None:
     settings = run.settings
     heatmaps = _heatmap_mode(settings)
     stream = _stream(settings, run.processes, run.step, heatmaps, run.device.type == "cuda")
-    mode = _compile_mode(run) if _compiles(run) else None
+    mode = _compile_mode(run)
     step_fn = _step_function(run, mode)
     augment = torch.compile(augment_batch, mode=mode) if _compiles(run) else augment_batch
     batches = device_batches(stream, run.device)

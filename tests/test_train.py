@@ -204,6 +204,13 @@ def test_training_objective_compiles_to_one_graph(hand_model_path, synthetic_pac
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:2]
 
 
+def test_cuda_graphs_without_compiling_are_ignored_with_a_warning(hand_model_path, synthetic_packed, tmp_path, caplog):
+    settings = _settings(hand_model_path, synthetic_packed, iterations=2, compile=False, cuda_graphs=True)
+    with caplog.at_level(logging.WARNING, logger="hand3d.train"):
+        _run(settings, tmp_path)
+    assert "cuda_graphs is ignored without torch.compile" in caplog.text
+
+
 def test_the_compiled_pieces_write_into_none_of_their_inputs(hand_model_path, synthetic_packed):
     """torch makes no CUDA graph of a compiled graph that writes into an input other than a parameter or buffer."""
     loaded = PackedBatches([Source(str(synthetic_packed))], 4, TRAIN_FIELDS, seed=0).batch(0)
