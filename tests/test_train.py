@@ -258,3 +258,32 @@ def test_compiled_training_matches_eager_in_two_graphs_compiled_once(
     for want, have in zip(eager, compiled, strict=True):
         for column in ("total", "keypoints_2d", "mask", "error_2d_px"):
             assert have[column] == pytest.approx(want[column], rel=2e-2), (column, want, have)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_on_a_gpu_leave_no_graph_without_one_and_train_as_the_compiled_step(
+    hand_model_path, synthetic_packed, tmp_path, caplog
+):
+    """Replayed graphs overwrite their outputs: a loop that kept one across steps would log other losses."""
+    from torch._dynamo.utils import counters
+
+    settings = _settings(
+        hand_model_path,
+        synthetic_packed,
+        stage="train",
+        inputs="rgb+2d",
+        iterations=8,
+        log_every=2,
+        loss_weights={"mask_decay_start": 0.5},
+        device="cuda",
+        compile=True,
+    )
+    _, compiled = _run(settings, tmp_path / "compiled")
+    torch._dynamo.reset()
+    counters.clear()
+    with caplog.at_level(logging.WARNING, logger="hand3d.train"):
+        _, graphed = _run(replace(settings, cuda_graphs=True), tmp_path / "graphed")
+    assert counters["inductor"]["cudagraph_skips"] == 0 and "CUDA graph" not in caplog.text
+    for want, have in zip(compiled, graphed, strict=True):
+        for column in ("total", "keypoints_2d", "mask", "error_2d_px"):
+            assert have[column] == pytest.approx(want[column], rel=1e-2), (column, want, have)
