@@ -100,6 +100,7 @@ def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> tuple[f
     """Images/s of ResNet + linear head forward, backward and Adam on a batch already on the device, and what
     compiling its forward made."""
     from hand3d.model import build_backbone
+    from hand3d.train import CUDA_GRAPH_MODE
 
     cuda = device.type == "cuda"
     net, features = build_backbone(settings.backbone, 3)
@@ -114,7 +115,7 @@ def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> tuple[f
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             return model(x).float().square().mean()
 
-    mode = "reduce-overhead" if settings.cuda_graphs else None
+    mode = CUDA_GRAPH_MODE if settings.compile and settings.cuda_graphs else None
     compiled_loss = torch.compile(loss, mode=mode) if settings.compile else loss
 
     def step() -> None:

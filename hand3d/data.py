@@ -293,12 +293,14 @@ def page_locked(buffers: Sequence[Mapping[str, torch.Tensor]], side: torch.cuda.
     cudart = torch.cuda.cudart()
     registered = []
     try:
-        for storage in (tensor.untyped_storage() for buffer in buffers for tensor in buffer.values()):
-            size = storage.nbytes()
-            error = int(cudart.cudaHostRegister(storage.data_ptr(), size, 0)) if size else 0
+        storages = [tensor.untyped_storage() for buffer in buffers for tensor in buffer.values()]
+        for storage in (storage for storage in storages if storage.nbytes()):
+            error = int(cudart.cudaHostRegister(storage.data_ptr(), storage.nbytes(), 0))
             if error:
-                log.warning("could not page-lock a %d-byte batch buffer (cudaError %d): staged copies", size, error)
-            elif size:
+                log.warning(
+                    "could not page-lock a %d-byte batch buffer (cudaError %d): staged copies", storage.nbytes(), error
+                )
+            else:
                 registered.append(storage.data_ptr())
         yield
     finally:

@@ -54,6 +54,7 @@ __all__ = ["STAGES", "Settings", "launch", "train"]
 
 STAGES = ("pretrain", "train")
 READERS = ("auto", "threads", "processes")
+CUDA_GRAPH_MODE = "reduce-overhead"  # torch.compile's mode that replays each compiled graph as a CUDA graph
 log = logging.getLogger(__name__)
 
 
@@ -306,7 +307,7 @@ def _compiles(run: _Run) -> bool:
 
 
 def _compile_mode(run: _Run) -> str | None:
-    """``reduce-overhead`` (CUDA graphs: each compiled graph's kernels replayed by one launch) when asked, compiled,
+    """:data:`CUDA_GRAPH_MODE` (each compiled graph's kernels replayed by one launch) when asked, compiled,
     in one process (DDP's gradient hooks run between the backward's kernels); else torch.compile's default.
     Inductor makes no CUDA graph of a graph that runs on the CPU, and counts it as skipped."""
     if not run.settings.cuda_graphs:
@@ -315,7 +316,7 @@ def _compile_mode(run: _Run) -> str | None:
         why = f"under DDP ({run.processes.world_size} processes)" if _compiles(run) else "without torch.compile"
         log.warning("cuda_graphs is ignored %s", why)
         return None
-    return "reduce-overhead"
+    return CUDA_GRAPH_MODE
 
 
 def _warn_if_split(counts: CompileCounts, cuda_graphs: bool) -> None:
@@ -377,7 +378,7 @@ def _loop(run: _Run, state_dir: Path) -> None:
     augment = torch.compile(augment_batch, mode=mode) if _compiles(run) else augment_batch
     batches = device_batches(stream, run.device)
     try:
-        _steps(run, state_dir, batches, step_fn, augment, heatmaps, graphed=mode == "reduce-overhead")
+        _steps(run, state_dir, batches, step_fn, augment, heatmaps, graphed=mode is not None)
     finally:
         batches.close()
         stream.close()

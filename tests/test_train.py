@@ -215,14 +215,13 @@ def test_the_compiled_pieces_write_into_none_of_their_inputs(hand_model_path, sy
     """torch makes no CUDA graph of a compiled graph that writes into an input other than a parameter or buffer."""
     loaded = PackedBatches([Source(str(synthetic_packed))], 4, TRAIN_FIELDS, seed=0).batch(0)
     noise = unit_noise(4, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
-    inputs = [*loaded.values(), noise]
-    versions = [tensor._version for tensor in inputs]
+    versions = [tensor._version for tensor in (*loaded.values(), noise)]  # each in-place write adds 1
     batch = augment_batch(loaded, 64, "render", 6.0, noise)
     model = HandRegressor(hand_model_path, backbone="resnet18", inputs="rgb+2d", input_size=64)
     mask_weight = torch.tensor(100.0)
-    inputs += [*batch.values(), mask_weight]
-    versions += [tensor._version for tensor in [*batch.values(), mask_weight]]
+    versions += [tensor._version for tensor in (*batch.values(), mask_weight)]
     TrainObjective(model, TrainWeights(), "weak_perspective")(batch, mask_weight)[0].backward()
+    inputs = (*loaded.values(), noise, *batch.values(), mask_weight)
     assert [tensor._version for tensor in inputs] == versions
 
 
