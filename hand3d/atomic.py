@@ -26,6 +26,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
         raise
 
 
+def atomic_torch_save(path: str | os.PathLike, obj: object) -> None:
+    """``torch.save(obj)`` to ``path`` atomically, the same object always to the same bytes.
+
+    torch names the archive inside the file after the path it is given; saved by its temporary name, every save of
+    the same object would differ (and so would a digest of it). Given a file object, torch calls it "archive".
+    """
+    import torch  # here, so that modules writing other files do not import torch
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as stream:
+            torch.save(obj, stream)
+
+    atomic_write(path, write)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from hand3d.atomic import atomic_write
+from hand3d.atomic import atomic_torch_save
 from hand3d.camera import project_weak_perspective
 from hand3d.h5io import CROP_SIZE
 from hand3d.hand_layer import NUM_BETAS, HandLayer
@@ -402,7 +402,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, meta: dict | None = No
     """
     model = getattr(model, "module", model)
     checkpoint = {"config": model.model_config(), "state_dict": model.state_dict(), "meta": dict(meta or {})}
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    atomic_torch_save(path, checkpoint)
 
 
 def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:

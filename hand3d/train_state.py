@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import torch
 
-from hand3d.atomic import atomic_write
+from hand3d.atomic import atomic_torch_save, atomic_write
 
 __all__ = ["file_digest", "input_digest", "load_state", "save_state", "signature", "write_history"]
 
@@ -60,7 +60,7 @@ def signature(settings: Mapping, inputs: Sequence[str | os.PathLike], world_size
 
 def save_state(state_dir: str | os.PathLike, state: dict) -> None:
     """Write ``state.pt`` atomically (a kill mid-write leaves the previous state)."""
-    atomic_write(Path(state_dir) / STATE_FILE, lambda tmp: torch.save(state, tmp))
+    atomic_torch_save(Path(state_dir) / STATE_FILE, state)
 
 
 def load_state(state_dir: str | os.PathLike, expected_signature: str) -> dict | None:

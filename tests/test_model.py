@@ -178,6 +178,13 @@ def test_save_load_round_trip_reproduces_the_outputs(rgb2d_model, hand_model_pat
         torch.testing.assert_close(getattr(b, field), getattr(a, field), rtol=0, atol=0)
 
 
+def test_the_same_model_saves_to_the_same_bytes(rgb_model, tmp_path):
+    """A model file's digest is an input of the runs trained from it: a resave must not change it."""
+    save_model(tmp_path / "a.pt", rgb_model, {"stage": "test"})
+    save_model(tmp_path / "b" / "model.pt", rgb_model, {"stage": "test"})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def resnet18_file(tmp_path_factory):
     """A torchvision-style resnet18 state dict (fc included), as a user's ImageNet checkpoint would be."""

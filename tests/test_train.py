@@ -141,6 +141,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(hand_model
     again = torch.load(tmp_path / "killed/model.pt", weights_only=True)["state_dict"]
     for name, tensor in whole.items():
         assert torch.equal(tensor, again[name]), name
+    assert (tmp_path / "whole/model.pt").read_bytes() == (tmp_path / "killed/model.pt").read_bytes()
     assert (
         _history(tmp_path / "whole/history.csv")[-1]["total"] == _history(tmp_path / "killed/history.csv")[-1]["total"]
     )
