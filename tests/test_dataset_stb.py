@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -200,6 +201,17 @@ def test_demo_layout(demo):
     for name in ("SK_color_0.png", "SK_depth_1.png", "BB_left_0.png", "BB_right_1.png"):
         image = cv2.imread(str(root / "images" / "B4Random" / name), cv2.IMREAD_UNCHANGED)
         assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+
+
+def test_label_files_rewritten_later_are_the_same_bytes(demo, tmp_path):
+    """A rebuilt stand-in is the same files (scipy writes the time, to the second, into each header)."""
+    _, shots = demo
+    labels = [shot.keypoints_3d * 1000.0 for shot in shots["B1Counting_SK"]]
+    stb._write_mat(tmp_path / "first.mat", labels)
+    time.sleep(1.1)
+    stb._write_mat(tmp_path / "again.mat", labels)
+    assert (tmp_path / "first.mat").read_bytes() == (tmp_path / "again.mat").read_bytes()
+    np.testing.assert_array_equal(scipy.io.loadmat(tmp_path / "again.mat")["handPara"], stb._hand_para(labels))
 
 
 def test_demo_sk_matches_the_shots(demo):

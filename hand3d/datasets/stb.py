@@ -279,13 +279,23 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     write_rgb(path, rgb)
 
 
+# A MAT 5 file opens with 116 bytes of free text; scipy writes the time there, so each rebuild would differ.
+MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, STB stand-in written by hand3d"
+
+
 def _write_mat(path: Path, labels_mm: list[np.ndarray]) -> None:
-    """Write labels as handPara (3 x 21 x frames float64) in a .mat file (atomically)."""
+    """Write labels as handPara (3 x 21 x frames float64) in a .mat file (atomically, the same labels to the same
+    bytes)."""
+    import io
+
     import scipy.io
 
     from hand3d.atomic import atomic_write
 
-    atomic_write(path, lambda tmp: scipy.io.savemat(tmp, {"handPara": _hand_para(labels_mm)}))
+    stream = io.BytesIO()
+    scipy.io.savemat(stream, {"handPara": _hand_para(labels_mm)})
+    data = MAT_HEADER_TEXT.ljust(116) + stream.getvalue()[116:]
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_demo(root: str | Path, photographer: HandPhotographer, seed: int, frames: int = 3) -> dict[str, list[Shot]]:
