@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,16 @@ def test_misspelled_config_key_is_refused(tmp_path):
     message = result.stdout + result.stderr
     assert result.returncode != 0
     assert "mano_pickle" in message and "Additional properties" in message
+
+
+def test_a_plain_install_can_write_the_report():
+    """The README installs with `pip install -e .`; `snakemake --report` then needs pygments, which this suite gets
+    only through pytest (so the report test above passes either way)."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    snakemake = next(r for r in map(Requirement, project["dependencies"]) if r.name == "snakemake")
+    assert "reports" in snakemake.extras, snakemake
 
 
 @pytest.mark.workflow
