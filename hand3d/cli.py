@@ -204,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="default: resnet34 on CUDA")
     train.add_argument("--input-size", type=int, help="network input side (default: 256 on CUDA, 128 on CPU)")
     train.add_argument("--batch-size", type=int, help="default: 256 on CUDA, 16 on CPU")
-    train.add_argument("--steps", type=int, help="timed steps, after as many warm-up steps (default: 50 / 4)")
+    train.add_argument(
+        "--steps", type=int, help="timed steps, after as many warm-up ones (default: 50 on CUDA, 16 on CPU)"
+    )
     train.add_argument("--samples", type=int, help="samples in the packed file read (default: 2048 / 64)")
     train.add_argument(
         "--threads", type=int, default=1, help="CPU threads: torch and the readers (default: %(default)s)"
