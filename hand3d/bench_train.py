@@ -56,7 +56,7 @@ class BenchSettings:
             "backbone": "resnet34" if cuda else "resnet18",
             "input_size": 256 if cuda else 128,
             "batch_size": 256 if cuda else 16,
-            "steps": 50 if cuda else 16,  # 2 CPU cores, 4 steps: 23-36 img/s for one train step; 16: 37.0, 37.5
+            "steps": 50 if cuda else 16,  # 2 CPU cores, 4 steps: 23-36 img/s for one train step; 16: 35.8-37.5
             "samples": 2048 if cuda else 64,
             "compile": cuda,
         }

@@ -1,9 +1,10 @@
 """The GPU step's device placement, checked without a GPU.
 
 torch's fake tensors carry a device and run no kernel, so here the augmentation, the objectives and inference run on
-a fake ``cuda:0``. A tensor left on the CPU then fails as it would on a GPU: an operand of another size raises, and a
-CPU scalar tensor (which a GPU accepts, but which keeps Inductor from making a CUDA graph of the compiled step) is
-recorded. The backward is not run: the autograd engine needs a real CUDA context.
+a fake ``cuda:0``. A tensor left on the CPU then fails as it would on a GPU: one that ``module.to`` does not move (a
+plain attribute) or that meets CUDA tensors raises, and a CPU scalar tensor (which a GPU accepts, but which keeps
+Inductor from making a CUDA graph of the compiled step) is recorded. Not run: the backward (the autograd engine needs
+a real CUDA context) and bf16 autocast (torch turns it off without CUDA).
 """
 
 from __future__ import annotations
