@@ -184,8 +184,7 @@ class PackedBatches:
 
         def read(job) -> None:
             source, indices, first = job
-            for name in self.fields:
-                self.files[source].read(name, indices, arrays[name][first : first + len(indices)])
+            self.files[source].read_rows(indices, arrays, first)
 
         if self._pool is None:
             for job in jobs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -81,6 +81,11 @@ class PackedRows:
             with self._lock:
                 for row, index in enumerate(indices):
                     self._h5[name].read_direct(out, np.s_[index], np.s_[row])
+
+    def read_rows(self, indices: np.ndarray, arrays: Mapping[str, np.ndarray], first: int) -> None:
+        """Rows ``indices`` of every field into rows ``first ...`` of ``arrays[field]``."""
+        for name in self.row_shapes:
+            self.read(name, indices, arrays[name][first : first + len(indices)])
 
     def close(self) -> None:
         if self._fd >= 0:

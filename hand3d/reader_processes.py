@@ -105,8 +105,7 @@ def _serve(paths, fields, arrays, tasks, answers, parent: int) -> None:
             break
         buffer, source, indices, first = task
         try:
-            for name in fields:
-                files[source].read(name, indices, arrays[buffer][name][first : first + len(indices)])
+            files[source].read_rows(indices, arrays[buffer], first)
             answers.put("")
         except Exception as error:
             answers.put(f"{type(error).__name__}: {error}")
