@@ -1,12 +1,12 @@
 """`hand3d bench train`: images per second of the whole training step against the bare backbone step, one device.
 
-The full step is the training code itself (:func:`hand3d.train.train`) on a packed HDF5 file written for the run:
-reader threads reading the file, the copy to the device, augmentation, the network, the hand layer, every loss,
-backward and Adam. It runs ``2 * steps`` iterations logging every ``steps``; the second interval is the figure
-(the first holds the warm-up). The bare step is the same ResNet (3 channels, same input size, bf16 autocast and
-channels_last on CUDA) with a linear head, on a batch already on the device, backward and Adam, built as the full
-step is (the forward compiled, fused Adam outside it): the ceiling the full step is compared with. Both stages are
-measured: pretraining (parameter loss) and training (all losses). Compiled, each figure comes with the graphs and
+The full step is the training code itself (:func:`hand3d.train.train`) on a packed HDF5 file written for the run: the
+batch readers (threads, or processes on CUDA, as in training), the copy to the device, augmentation, the network, the
+hand layer, every loss, backward and Adam. It runs ``2 * steps`` iterations logging every ``steps``; the second interval
+is the figure (the first holds the warm-up). The bare step is the same ResNet (3 channels, same input size, bf16
+autocast and channels_last on CUDA) with a linear head, on a batch already on the device, backward and Adam, built as
+the full step is (the forward compiled, fused Adam outside it): the ceiling the full step is compared with. Both stages
+are measured: pretraining (parameter loss) and training (all losses). Compiled, each figure comes with the graphs and
 graph breaks :mod:`torch.compile` made (:mod:`hand3d.compile_counts`): a break makes a step wait on the host.
 ``cuda_graphs`` compiles both steps in ``reduce-overhead`` mode (CUDA graphs) and counts the graphs left without one.
 """
