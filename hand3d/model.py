@@ -408,13 +408,15 @@ def save_model(path: str | os.PathLike, model: nn.Module, meta: dict | None = No
 def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:
     """The hand model file a checkpoint was trained with.
 
-    ``stored`` is the path recorded in the checkpoint, relative to the directory the workflow ran in. It is tried as
-    given, then against each folder above the checkpoint (``results/models/<run>/model.pt`` sits three levels under
-    the workflow directory), so a results tree that moved with its models still loads.
+    ``stored`` is the path recorded in the checkpoint, relative to the directory the workflow ran in. It is tried
+    against each folder above the checkpoint, nearest first (``results/models/<run>/model.pt`` sits three levels
+    under the workflow directory), then as given: so a results tree that moved with its models still loads, and a
+    model read from another workflow directory gets its own tree's hand model, not the current directory's.
     """
-    candidates = [Path(stored)]
-    if not Path(stored).is_absolute():
-        candidates += [parent / stored for parent in Path(model_path).resolve().parents]
+    candidates = (
+        [] if Path(stored).is_absolute() else [parent / stored for parent in Path(model_path).resolve().parents]
+    )
+    candidates.append(Path(stored))
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -153,3 +153,16 @@ def test_a_moved_results_tree_finds_its_hand_model(tmp_path, monkeypatch):
     hand.unlink()
     with pytest.raises(FileNotFoundError, match="--hand-model"):
         find_hand_model(model, "results/hand_model/MANO_RIGHT.npz")
+
+
+def test_a_model_from_another_workflow_directory_finds_its_own_hand_model(tmp_path, monkeypatch):
+    from hand3d.model import find_hand_model
+
+    stored = "results/hand_model/MANO_RIGHT.npz"
+    for path in (tmp_path / "here" / stored, tmp_path / "there" / stored, tmp_path / "there/results/models/rgb/x.pt"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "here")  # a workflow directory with a hand model of its own
+    assert find_hand_model(tmp_path / "there/results/models/rgb/x.pt", stored) == tmp_path / "there" / stored
+    copied = find_hand_model(tmp_path / "elsewhere/x.pt", stored)  # a model file copied out of its tree
+    assert copied.resolve() == tmp_path / "here" / stored
