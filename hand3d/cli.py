@@ -2,6 +2,8 @@
 
 hand3d mesh    --model results/hand_model/MANO_RIGHT.npz --pose 2,0,0 --out hand.obj
 hand3d inspect results/hand_model/MANO_RIGHT.npz
+hand3d inspect results/datasets/stb_test.h5 --preview stb_test.png
+hand3d inspect results/models/rgb/model.pt
 hand3d predict --model results/models/rgb/model.pt photos/ --out predictions/
 hand3d predict --model results/models/rgb/model.pt --format freihand FreiHAND_pub_v2 --out pred.json
 hand3d eval-freihand --pred pred.json --gt FreiHAND_pub_v2_eval --out scores.json
@@ -51,14 +53,18 @@ def cmd_mesh(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """Print a hand model's provenance and mesh statistics as JSON."""
-    from hand3d.hand_model import load_hand_model_arrays
-    from hand3d.hand_stats import mesh_statistics
+    """Print what a file holds as JSON: a hand model, a packed dataset, a trained model or a training state."""
+    from hand3d.file_summary import PACKED, file_kind, summarise
 
-    arrays = load_hand_model_arrays(args.path)
-    provenance = {k: arrays[k].item() for k in ("source", "source_md5", "generator_version") if k in arrays}
-    json.dump({"path": args.path, **provenance, **mesh_statistics(arrays)}, sys.stdout, indent=2)
+    if args.preview and file_kind(args.path) != PACKED:
+        raise ValueError(f"{args.path}: --preview draws packed datasets only")
+    json.dump(summarise(args.path, verify_checksum=not args.no_verify), sys.stdout, indent=2)
     print()
+    if args.preview:
+        from hand3d.previews import packed_preview
+
+        packed_preview(args.path, args.preview, count=args.count)
+        print(f"wrote {args.preview}", file=sys.stderr)
     return 0
 
 
@@ -158,8 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--keypoints", help="also write the 21 keypoints (metres, OpenPose order) to this JSON")
     mesh.set_defaults(run=cmd_mesh)
 
-    inspect = sub.add_parser("inspect", help="print a hand model's provenance and statistics")
-    inspect.add_argument("path", nargs="?", default=DEFAULT_MODEL, help="hand model npz (default: %(default)s)")
+    inspect = sub.add_parser("inspect", help="what a hand model, packed dataset, model.pt or state.pt holds, as JSON")
+    inspect.add_argument(
+        "path",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help="hand model .npz, packed .h5, model.pt or state.pt (default: %(default)s)",
+    )
+    inspect.add_argument("--preview", help="packed dataset: also draw evenly spaced samples into this PNG")
+    inspect.add_argument("--count", type=int, default=16, help="samples in the preview (default: %(default)s)")
+    inspect.add_argument(
+        "--no-verify", action="store_true", help="packed dataset: skip rereading the data against its checksum"
+    )
     inspect.set_defaults(run=cmd_inspect)
 
     predict = sub.add_parser("predict", help="3D hands from images: mesh .obj, JSON and overlay per hand")
