@@ -54,16 +54,22 @@ def cmd_mesh(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print what a file holds as JSON: a hand model, a packed dataset, a trained model or a training state."""
-    from hand3d.file_summary import PACKED, file_kind, summarise
+    from hand3d.file_summary import HAND_MODEL, PACKED, file_kind, summarise
 
-    if args.preview and file_kind(args.path) != PACKED:
-        raise ValueError(f"{args.path}: --preview draws packed datasets only")
+    kind = file_kind(args.path)
+    if args.preview and kind not in (HAND_MODEL, PACKED):
+        raise ValueError(f"{args.path}: --preview draws hand models and packed datasets only")
     json.dump(summarise(args.path, verify_checksum=not args.no_verify), sys.stdout, indent=2)
     print()
-    if args.preview:
+    if args.preview and kind == PACKED:
         from hand3d.previews import packed_preview
 
         packed_preview(args.path, args.preview, count=args.count)
+    elif args.preview:
+        from hand3d.hand_preview import render_preview
+
+        render_preview(args.path, args.preview)
+    if args.preview:
         print(f"wrote {args.preview}", file=sys.stderr)
     return 0
 
@@ -171,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MODEL,
         help="hand model .npz, packed .h5, model.pt or state.pt (default: %(default)s)",
     )
-    inspect.add_argument("--preview", help="packed dataset: also draw evenly spaced samples into this PNG")
-    inspect.add_argument("--count", type=int, default=16, help="samples in the preview (default: %(default)s)")
+    inspect.add_argument(
+        "--preview", help="also draw into this PNG: a packed dataset's samples, a hand model's poses and views"
+    )
+    inspect.add_argument("--count", type=int, default=16, help="packed samples in the preview (default: %(default)s)")
     inspect.add_argument(
         "--no-verify", action="store_true", help="packed dataset: skip rereading the data against its checksum"
     )

@@ -64,6 +64,15 @@ def test_a_packed_dataset_summary_counts_what_its_labels_hold(synthetic_packed, 
     assert cv2.imread(str(preview)).shape == (2 * 320, 4 * 320, 3)  # 6 samples, 4 columns
 
 
+def test_a_hand_model_summary_and_preview(hand_model_path, tmp_path, capsys):
+    preview = tmp_path / "hand.png"
+    summary = _inspect(capsys, str(hand_model_path), "--preview", str(preview))
+    assert summary["kind"] == "hand model" and summary["source"] == "procedural" and summary["closed"] is True
+    image = cv2.imread(str(preview))
+    assert image.shape == (2 * 240, 8 * 240, 3)  # two views of the template, mean pose and 3 PCA components at +-2
+    assert (image.max(axis=2) > 0).mean() > 0.05, "the hands must be drawn"
+
+
 def test_a_changed_packed_file_fails_its_checksum_unless_told_not_to_verify(synthetic_packed, tmp_path, capsys):
     changed = tmp_path / "changed.h5"
     shutil.copy(synthetic_packed, changed)
@@ -117,4 +126,5 @@ def test_files_it_does_not_know_are_refused_by_name(trained, tmp_path, capsys):
     torch.save({"weights": torch.zeros(2)}, other)
     assert "neither a hand3d model nor a training state (it holds ['weights'])" in _error(capsys, str(other))
     folder, _ = trained
-    assert "--preview draws packed datasets only" in _error(capsys, str(folder / "model.pt"), "--preview", "x.png")
+    refused = _error(capsys, str(folder / "model.pt"), "--preview", "x.png")
+    assert "--preview draws hand models and packed datasets only" in refused
