@@ -6,6 +6,7 @@ hand3d inspect results/datasets/stb_test.h5 --preview stb_test.png
 hand3d inspect results/models/rgb/model.pt
 hand3d predict --model results/models/rgb/model.pt photos/ --out predictions/
 hand3d predict --model results/models/rgb/model.pt --format freihand FreiHAND_pub_v2 --out pred.json
+hand3d evaluate --model results/models/rgb/model.pt --test results/datasets/stb_test.h5 --out eval_stb/
 hand3d eval-freihand --pred pred.json --gt FreiHAND_pub_v2_eval --out scores.json
 """
 
@@ -136,6 +137,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """A model and the mean-hand baseline on a packed test set: metrics.json, pck.png and samples.png in --out."""
+    from pathlib import Path
+
+    from hand3d.eval_summary import headline_metrics
+    from hand3d.evaluate import evaluate
+    from hand3d.h5io import validate_packed
+
+    dataset = args.dataset or validate_packed(args.test, verify_checksum=False)["source"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [str(out / name) for name in ("metrics.json", "pck.png", "samples.png")]
+    record = evaluate(
+        args.model,
+        args.test,
+        *files,
+        dataset=dataset,
+        hand_model=args.hand_model,
+        palm_factor=args.palm_factor,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(f"{args.model} on {args.test} ({dataset}, {record['samples']} samples, {record['samples_3d']} with 3D)")
+    print(f"{'metric':<32} {'model':>8} {'mean hand':>10} {'paper':>8}")
+    for metric, model, baseline, paper in headline_metrics(record):
+        print(f"{metric:<32} {model:>8} {baseline:>10} {paper:>8}")
+    print(f"wrote {', '.join(files)}")
+    return 0
+
+
 def cmd_eval_freihand(args: argparse.Namespace) -> int:
     """Score a FreiHAND pred.json against the evaluation annotations, offline."""
     from hand3d.freihand_benchmark import evaluate_freihand
@@ -204,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     predict.add_argument("--hand-model", help="the MANO_RIGHT.npz the model was trained with (default: found)")
     predict.set_defaults(run=cmd_predict)
+
+    evaluation = sub.add_parser("evaluate", help="a model on a packed test set: metrics, PCK plot, sample overlays")
+    evaluation.add_argument("--model", required=True, help="a trained model.pt")
+    evaluation.add_argument("--test", required=True, help="a packed test set (results/datasets/<dataset>_test.h5)")
+    evaluation.add_argument("--out", required=True, help="folder for metrics.json, pck.png and samples.png")
+    evaluation.add_argument(
+        "--dataset", help="protocol and paper curves: stb, mpii_nzsl, freihand, ... (default: the file's source)"
+    )
+    evaluation.add_argument(
+        "--palm-factor", type=float, default=2.0, help="STB: the wrist-from-palm factor its reader used (%(default)s)"
+    )
+    evaluation.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default: %(default)s)")
+    evaluation.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    evaluation.add_argument("--hand-model", help="the MANO_RIGHT.npz the model was trained with (default: found)")
+    evaluation.set_defaults(run=cmd_evaluate)
 
     freihand = sub.add_parser("eval-freihand", help="score a FreiHAND pred.json offline (its official protocol)")
     freihand.add_argument("--pred", required=True, help="pred.json: [xyz_list, verts_list] in metres")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hand3d.atomic import atomic_write
 
-__all__ = ["COLUMNS", "benchmark_rows", "summary_rows", "write_summary"]
+__all__ = ["COLUMNS", "benchmark_rows", "headline_metrics", "summary_rows", "write_summary"]
 
 # column -> (path in the scores, format)
 METRICS = {
@@ -38,16 +38,33 @@ def _format(value, pattern: str) -> str:
     return "" if value is None else pattern.format(value)
 
 
-def _row(path: str, test_set: str, samples, metric: str, pattern: str, model, baseline=None, paper=None) -> dict:
-    """A table row; the run is the folder above the test set's (``results/eval/<run>/<test set>/<file>``)."""
-    values = {"model": model, "mean-hand baseline": baseline, "paper": paper}
+def _row(path: str, test_set: str, samples, metric: str, model: str, baseline: str = "", paper: str = "") -> dict:
+    """A table row of formatted values; the run is the folder above the test set's
+    (``results/eval/<run>/<test set>/<file>``)."""
     return {
         "run": Path(path).parent.parent.name,
         "test set": test_set,
         "samples": str(samples),
         "metric": metric,
-        **{column: _format(value, pattern) for column, value in values.items()},
+        "model": model,
+        "mean-hand baseline": baseline,
+        "paper": paper,
     }
+
+
+def headline_metrics(record: dict) -> list[tuple[str, str, str, str]]:
+    """(metric, model, mean-hand baseline, paper), formatted, for each :data:`METRICS` entry a ``metrics.json``
+    record has (empty: no such figure)."""
+    paper = record.get("paper") or {}
+    lines = []
+    for name, (keys, pattern) in METRICS.items():
+        value = _lookup(record["scores"]["model"], keys)
+        if value is None:
+            continue
+        paper_value = paper.get("auc") if paper.get("metric") == keys[0] and keys[-1] == "auc" else None
+        baseline = _lookup(record["scores"]["mean_hand"], keys)
+        lines.append((name, *(_format(v, pattern) for v in (value, baseline, paper_value))))
+    return lines
 
 
 def summary_rows(metric_files: list[str]) -> list[dict[str, str]]:
@@ -55,14 +72,8 @@ def summary_rows(metric_files: list[str]) -> list[dict[str, str]]:
     rows = []
     for path in metric_files:
         record = json.loads(Path(path).read_text())
-        paper = record.get("paper") or {}
-        for name, (keys, pattern) in METRICS.items():
-            value = _lookup(record["scores"]["model"], keys)
-            if value is None:
-                continue
-            paper_value = paper.get("auc") if paper.get("metric") == keys[0] and keys[-1] == "auc" else None
-            baseline = _lookup(record["scores"]["mean_hand"], keys)
-            rows.append(_row(path, record["dataset"], record["samples"], name, pattern, value, baseline, paper_value))
+        for metric, *values in headline_metrics(record):
+            rows.append(_row(path, record["dataset"], record["samples"], metric, *values))
     return rows
 
 
@@ -83,7 +94,8 @@ def benchmark_rows(benchmark_files: list[str]) -> list[dict[str, str]]:
         for name, (key, pattern) in BENCHMARK.items():
             if key in scores:
                 test_set, count = "freihand (benchmark)", scores["count"]
-                rows.append(_row(path, test_set, count, name, pattern, scores[key], paper=paper.get(key)))
+                values = (_format(scores[key], pattern), "", _format(paper.get(key), pattern))
+                rows.append(_row(path, test_set, count, name, *values))
     return rows
 
 

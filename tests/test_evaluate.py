@@ -119,3 +119,24 @@ def test_heatmap_model_needs_heatmaps_in_the_test_set(fixed_model, hand_model_pa
     write_test_set(tmp_path / "maps.h5", model, params, shifted=0, heatmaps=True)
     record = evaluate(str(tmp_path / "rgb2d.pt"), str(tmp_path / "maps.h5"), *outs, dataset="freihand")
     assert record["inputs"] == "rgb+2d" and record["root"] == "wrist"
+
+
+def test_the_command_line_evaluates_with_the_files_own_dataset(fixed_model, tmp_path, capsys):
+    from hand3d.cli import main
+
+    path, params = fixed_model
+    write_test_set(tmp_path / "mine.h5", load_model(path), params, shifted=0)  # the model's own hand: no error
+    args = ["evaluate", "--model", str(path), "--test", str(tmp_path / "mine.h5"), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert record["dataset"] == "stb" and record["root"] == "palm"  # the packed file's source
+    assert record["scores"]["model"]["pck_2d_image_px"]["mean_error"] < 1e-3
+    table = {line[:32].strip(): line[32:].split() for line in printed.splitlines()[2:7]}
+    assert table["2D mean error px"][0] == "0.0" and table["3D AUC 20-50 mm (STB protocol)"][-1] == "0.994"
+    assert cv2.imread(str(tmp_path / "out/samples.png")) is not None
+    assert main([*args, "--dataset", "freihand"]) == 0
+    assert json.loads((tmp_path / "out/metrics.json").read_text())["root"] == "wrist"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(path), "--test", str(tmp_path / "none.h5"), "--out", str(tmp_path)]) == 2
+    assert "none.h5: packed dataset file not found" in capsys.readouterr().err
