@@ -149,15 +149,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = [str(out / name) for name in ("metrics.json", "pck.png", "samples.png")]
+    palm = {} if args.palm_factor is None else {"palm_factor": args.palm_factor}  # None: evaluate's default
     record = evaluate(
         args.model,
         args.test,
         *files,
         dataset=dataset,
         hand_model=args.hand_model,
-        palm_factor=args.palm_factor,
         batch_size=args.batch_size,
         device=args.device,
+        **palm,
     )
     print(f"{args.model} on {args.test} ({dataset}, {record['samples']} samples, {record['samples_3d']} with 3D)")
     print(f"{'metric':<32} {'model':>8} {'mean hand':>10} {'paper':>8}")
@@ -244,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="protocol and paper curves: stb, mpii_nzsl, freihand, ... (default: the file's source)"
     )
     evaluation.add_argument(
-        "--palm-factor", type=float, default=2.0, help="STB: the wrist-from-palm factor its reader used (%(default)s)"
+        "--palm-factor",
+        type=float,
+        help="STB: the wrist-from-palm factor its reader used (default: the reader's default, as in config.yaml)",
     )
     evaluation.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default: %(default)s)")
     evaluation.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")

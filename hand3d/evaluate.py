@@ -127,7 +127,7 @@ def _score_3d(pred: dict, test: TestSet, root: str, palm_factor: float) -> dict:
     return scores
 
 
-def score(pred: dict, test: TestSet, root: str = "wrist", palm_factor: float = 2.0) -> dict:
+def score(pred: dict, test: TestSet, root: str = "wrist", palm_factor: float = metrics.STB_PALM_FACTOR) -> dict:
     """All metrics of predictions (see :mod:`hand3d.inference`) against a test set's labels."""
     return {**_score_2d(pred, test), **_score_3d(pred, test, root, palm_factor)}
 
@@ -189,7 +189,7 @@ def evaluate(
     out_samples: str,
     dataset: str,
     hand_model: str | None = None,
-    palm_factor: float = 2.0,
+    palm_factor: float = metrics.STB_PALM_FACTOR,
     batch_size: int = 64,
     device: str = "auto",
 ) -> dict:

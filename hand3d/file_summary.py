@@ -16,11 +16,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from hand3d.metrics import MIDDLE_MCP, WRIST
+
 __all__ = ["file_kind", "summarise"]
 
 HAND_MODEL, PACKED, MODEL, STATE = "hand model", "packed dataset", "model", "training state"
 TORCH = "torch file"
-WRIST, MIDDLE_MCP = 0, 9  # OpenPose order (hand3d.keypoints)
 
 
 def file_kind(path: str | os.PathLike) -> str:
@@ -199,7 +200,8 @@ BATCH_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 def _parameter_count(state_dict: dict) -> int:
     """The trainable numbers: the state dict less the hand layer's arrays (``hand.*``), the head's buffers and the
     batch-norm statistics."""
-    buffers = [
-        name.startswith("hand.") or name in HEAD_BUFFERS or name.endswith(BATCH_NORM_BUFFERS) for name in state_dict
-    ]
-    return int(sum(tensor.numel() for tensor, buffer in zip(state_dict.values(), buffers, strict=True) if not buffer))
+    return int(sum(tensor.numel() for name, tensor in state_dict.items() if not _is_buffer(name)))
+
+
+def _is_buffer(name: str) -> bool:
+    return name.startswith("hand.") or name in HEAD_BUFFERS or name.endswith(BATCH_NORM_BUFFERS)

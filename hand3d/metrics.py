@@ -43,6 +43,7 @@ __all__ = [
 
 NUM_KEYPOINTS = 21
 WRIST, MIDDLE_MCP, MIDDLE_PIP, RING_MCP = 0, 9, 10, 13
+STB_PALM_FACTOR = 2.0  # the STB reader's default wrist-from-palm factor (config datasets.stb.palm_to_wrist)
 FREIHAND_THRESHOLDS_M = np.linspace(0.0, 0.05, 100)
 FREIHAND_F_THRESHOLDS_M = (0.005, 0.015)
 
@@ -211,7 +212,7 @@ def _root(points: np.ndarray, root: str, palm_factor: float) -> np.ndarray:
     raise ValueError(f"root must be 'wrist' or 'palm', got {root!r}")
 
 
-def root_relative(points: Any, root: str = "wrist", palm_factor: float = 2.0) -> np.ndarray:
+def root_relative(points: Any, root: str = "wrist", palm_factor: float = STB_PALM_FACTOR) -> np.ndarray:
     """Keypoints ``(N, 21, 3)`` minus their root (``"wrist"``: keypoint 0; ``"palm"``: as in :func:`stb_align`)."""
     points = _float_array(points)
     _check_keypoints(points, "points", (3,))
@@ -223,7 +224,9 @@ def _middle_bone(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[:, MIDDLE_PIP] - points[:, MIDDLE_MCP], axis=-1)
 
 
-def stb_align(pred: Any, gt: Any, root: str = "wrist", palm_factor: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def stb_align(
+    pred: Any, gt: Any, root: str = "wrist", palm_factor: float = STB_PALM_FACTOR
+) -> tuple[np.ndarray, np.ndarray]:
     """STB protocol alignment (Zimmermann & Brox, ICCV 2017, lmb-freiburg/hand3d evaluation).
 
     Both ``pred`` and ``gt`` ``(N, 21, 3)`` are made root-relative, then each predicted hand is rescaled so that
@@ -256,7 +259,7 @@ def pck_3d(
     thresholds_mm: Any = None,
     auc_range_mm: tuple[float, float] = (20.0, 50.0),
     root: str = "wrist",
-    palm_factor: float = 2.0,
+    palm_factor: float = STB_PALM_FACTOR,
 ) -> dict:
     """3D PCK of the STB protocol: :func:`stb_align`, then errors in millimetres.
 
