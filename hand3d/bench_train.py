@@ -9,6 +9,8 @@ the full step is (the forward compiled, fused Adam outside it): the ceiling the 
 are measured: pretraining (parameter loss) and training (all losses). Compiled, each figure comes with the graphs and
 graph breaks :mod:`torch.compile` made (:mod:`hand3d.compile_counts`): a break makes a step wait on the host.
 ``cuda_graphs`` compiles both steps in ``reduce-overhead`` mode (CUDA graphs) and counts the graphs left without one.
+The data path is the full step's batches alone (read, and copied to the device): a full step near it is bound by its
+data, not by the host or the GPU.
 """
 
 from __future__ import annotations
@@ -142,14 +144,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def full_step_rate(
-    settings: BenchSettings, stage: str, data: str, hand_model: str, workdir: Path
-) -> tuple[float, CompileCounts]:
-    """Images/s of the training loop itself, from the second logging interval of a ``2 * steps`` run, and what
-    compiling its pieces made."""
-    from hand3d.train import Settings, train
+def _run_settings(settings: BenchSettings, stage: str, data: str, hand_model: str):
+    """The training settings of the full step: ``2 * steps`` iterations, logged every ``steps``."""
+    from hand3d.train import Settings
 
-    run = Settings(
+    return Settings(
         stage=stage,
         hand_model=hand_model,
         datasets={data: 1.0},
@@ -165,13 +164,51 @@ def full_step_rate(
         log_every=settings.steps,
         checkpoint_every=10 * settings.steps,
     )
+
+
+def full_step_rate(
+    settings: BenchSettings, stage: str, data: str, hand_model: str, workdir: Path
+) -> tuple[float, CompileCounts]:
+    """Images/s of the training loop itself, from the second logging interval of a ``2 * steps`` run, and what
+    compiling its pieces made."""
+    from hand3d.train import train
+
     out = workdir / stage
     before = CompileCounts.now()
-    train(run, str(out / "model.pt"), str(out / "history.csv"), str(out / "state"))
+    train(
+        _run_settings(settings, stage, data, hand_model),
+        str(out / "model.pt"),
+        str(out / "history.csv"),
+        str(out / "state"),
+    )
     compiled = CompileCounts.now() - before
     with open(out / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
     return float(rows[-1]["images_per_s"]), compiled
+
+
+def data_path_rate(settings: BenchSettings, stage: str, data: str, hand_model: str, device: torch.device) -> float:
+    """Images/s of the full step's batches alone: the same stream, readers and copies to the device as in training,
+    nothing computed on them. The full step cannot beat it; well above the bare backbone, the data is not what
+    holds a step back."""
+    from hand3d.data import device_batches
+    from hand3d.distributed import Processes
+    from hand3d.train import batch_stream
+
+    stream = batch_stream(_run_settings(settings, stage, data, hand_model), Processes(), 0, None, device.type == "cuda")
+    batches = device_batches(stream, device)
+    try:
+        for _ in range(settings.steps):
+            next(batches)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(settings.steps):
+            next(batches)
+        _sync(device)
+        return settings.steps * settings.batch_size / (time.perf_counter() - start)
+    finally:
+        batches.close()
+        stream.close()
 
 
 def mano_sized_hand(path: str) -> None:
@@ -205,7 +242,8 @@ def bench_train(settings: BenchSettings, hand_model: str | None = None) -> list[
         rows = []
         for stage in ("pretrain", "train"):
             full, compiled = full_step_rate(settings, stage, data, hand_model, workdir)
-            row = {"stage": stage, "full": full, "bare": bare, "vertices": _vertex_count(hand_model)}
+            loaded = data_path_rate(settings, stage, data, hand_model, device)
+            row = {"stage": stage, "full": full, "bare": bare, "data": loaded, "vertices": _vertex_count(hand_model)}
             rows.append({**row, "compiled": compiled, "bare_compiled": bare_compiled})
     return rows
 
@@ -222,10 +260,11 @@ def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: st
         f"hand3d bench train on {device_name}: {settings.backbone}, {settings.input_size} px, batch "
         f"{settings.batch_size}, {rows[0]['vertices']}-vertex hand, {settings.steps} timed steps"
         f"{', compiled' if settings.compile else ''}{', CUDA graphs' if graphs else ''}, reader {settings.readers}",
-        f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6}",
+        f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6} {'data path img/s':>16}",
     ]
     for row in rows:
-        lines.append(f"{row['stage']:<10} {row['full']:>16.1f} {row['bare']:>20.1f} {row['full'] / row['bare']:>6.3f}")
+        ratio = row["full"] / row["bare"]
+        lines.append(f"{row['stage']:<10} {row['full']:>16.1f} {row['bare']:>20.1f} {ratio:>6.3f} {row['data']:>16.1f}")
     if settings.compile:
         pieces = [("bare backbone", rows[0]["bare_compiled"])] + [(row["stage"], row["compiled"]) for row in rows]
         lines.append("compiled: " + "; ".join(f"{name} {counts.summary(graphs)}" for name, counts in pieces))

@@ -50,7 +50,7 @@ from hand3d.model import HandRegressor, save_model
 from hand3d.objectives import PretrainObjective, TrainObjective
 from hand3d.train_state import load_state, save_state, signature, write_history
 
-__all__ = ["STAGES", "Settings", "launch", "train"]
+__all__ = ["STAGES", "Settings", "batch_stream", "launch", "train"]
 
 STAGES = ("pretrain", "train")
 READERS = ("auto", "threads", "processes")
@@ -189,7 +189,7 @@ def _heatmap_mode(settings: Settings) -> str | None:
     return "stored" if all_have([Source(p) for p in settings.datasets], "heatmaps") else "render"
 
 
-def _stream(
+def batch_stream(
     settings: Settings, processes: Processes, start_step: int, heatmaps: str | None, cuda: bool
 ) -> PackedBatches:
     """The run's batches, read by ``threads`` threads or as many processes (``readers``; on a GPU processes by
@@ -372,7 +372,7 @@ def _checkpoint(run: _Run, state_dir: Path) -> None:
 def _loop(run: _Run, state_dir: Path) -> None:
     settings = run.settings
     heatmaps = _heatmap_mode(settings)
-    stream = _stream(settings, run.processes, run.step, heatmaps, run.device.type == "cuda")
+    stream = batch_stream(settings, run.processes, run.step, heatmaps, run.device.type == "cuda")
     mode = _compile_mode(run)
     step_fn = _step_function(run, mode)
     augment = torch.compile(augment_batch, mode=mode) if _compiles(run) else augment_batch

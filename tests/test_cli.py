@@ -63,7 +63,7 @@ def test_bench_real_reports_every_stage(hand_model_path):
     assert set(rates) == {"index", "crop", "segment (GrabCut)", "heatmaps"} and min(rates.values()) > 0
 
 
-def test_bench_train_reports_both_stages_their_ratio_and_the_compiled_graphs():
+def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_graphs():
     args = ("--device", "cpu", "--batch-size", "4", "--steps", "2", "--samples", "8", "--input-size", "64")
     result = _hand3d("bench", "train", *args, "--compile", "on", "--cuda-graphs", "on")
     assert result.returncode == 0, result.stderr
@@ -72,9 +72,10 @@ def test_bench_train_reports_both_stages_their_ratio_and_the_compiled_graphs():
     lines = result.stdout.splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:4]}
     assert set(rows) == {"pretrain", "train"}
-    for full, bare, ratio in rows.values():
+    for full, bare, ratio, data in rows.values():
         assert float(full) > 0 and float(bare) > 0
         assert float(ratio) == pytest.approx(float(full) / float(bare), rel=0.02)  # printed rates are rounded
+        assert float(data) > float(full)  # the step reads its batches and computes on them
     # the bare forward is one graph; each stage compiles its augmentation and its objective, with no break; on the
     # CPU no graph gets the CUDA graph asked for
     want = (
