@@ -133,7 +133,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         hand_model=args.hand_model,
     )
     skipped = f"; skipped: {dict(done.issues)}" if done.issues else ""
-    print(f"wrote {done.hands} hands to {args.out}{skipped}")
+    print(f"wrote {done.hands} hand{'' if done.hands == 1 else 's'} to {args.out}{skipped}")
     return 0
 
 

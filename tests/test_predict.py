@@ -132,7 +132,7 @@ def test_openpose_detections_crop_and_feed_an_rgb2d_model(hand_model_path, image
 def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsys):
     model_path, _ = fixed_model
     assert main(["predict", str(images / "img2.png"), "--model", str(model_path), "--out", str(tmp_path / "o")]) == 0
-    assert "wrote 1 hands" in capsys.readouterr().out
+    assert "wrote 1 hand to" in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "missing"), "--model", str(model_path), "--out", str(tmp_path)]) == 2
     assert "missing: no such image or folder" in capsys.readouterr().err
 
