@@ -10,7 +10,7 @@ are measured: pretraining (parameter loss) and training (all losses). Compiled, 
 graph breaks :mod:`torch.compile` made (:mod:`hand3d.compile_counts`): a break makes a step wait on the host.
 ``cuda_graphs`` compiles both steps in ``reduce-overhead`` mode (CUDA graphs) and counts the graphs left without one.
 The data path is the full step's batches alone (read, and copied to the device): a full step near it is bound by its
-data, not by the host or the GPU.
+data, not by the host or the GPU; so is one that waits for its batches (the ms a step waited, from ``history.csv``).
 """
 
 from __future__ import annotations
@@ -168,9 +168,9 @@ def _run_settings(settings: BenchSettings, stage: str, data: str, hand_model: st
 
 def full_step_rate(
     settings: BenchSettings, stage: str, data: str, hand_model: str, workdir: Path
-) -> tuple[float, CompileCounts]:
-    """Images/s of the training loop itself, from the second logging interval of a ``2 * steps`` run, and what
-    compiling its pieces made."""
+) -> tuple[float, float, CompileCounts]:
+    """Images/s of the training loop itself and the ms a step waited for its batch, from the second logging
+    interval of a ``2 * steps`` run, and what compiling its pieces made."""
     from hand3d.train import train
 
     out = workdir / stage
@@ -184,7 +184,7 @@ def full_step_rate(
     compiled = CompileCounts.now() - before
     with open(out / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
-    return float(rows[-1]["images_per_s"]), compiled
+    return float(rows[-1]["images_per_s"]), float(rows[-1]["data_wait_ms"]), compiled
 
 
 def data_path_rate(settings: BenchSettings, stage: str, data: str, hand_model: str, device: torch.device) -> float:
@@ -241,9 +241,10 @@ def bench_train(settings: BenchSettings, hand_model: str | None = None) -> list[
         bare, bare_compiled = bare_backbone_rate(settings, device)
         rows = []
         for stage in ("pretrain", "train"):
-            full, compiled = full_step_rate(settings, stage, data, hand_model, workdir)
+            full, waited, compiled = full_step_rate(settings, stage, data, hand_model, workdir)
             loaded = data_path_rate(settings, stage, data, hand_model, device)
-            row = {"stage": stage, "full": full, "bare": bare, "data": loaded, "vertices": _vertex_count(hand_model)}
+            row = {"stage": stage, "full": full, "bare": bare, "data": loaded, "waited": waited}
+            row["vertices"] = _vertex_count(hand_model)
             rows.append({**row, "compiled": compiled, "bare_compiled": bare_compiled})
     return rows
 
@@ -260,11 +261,15 @@ def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: st
         f"hand3d bench train on {device_name}: {settings.backbone}, {settings.input_size} px, batch "
         f"{settings.batch_size}, {rows[0]['vertices']}-vertex hand, {settings.steps} timed steps"
         f"{', compiled' if settings.compile else ''}{', CUDA graphs' if graphs else ''}, reader {settings.readers}",
-        f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6} {'data path img/s':>16}",
+        f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6} {'data path img/s':>16} "
+        f"{'data wait ms/step':>18}",
     ]
     for row in rows:
         ratio = row["full"] / row["bare"]
-        lines.append(f"{row['stage']:<10} {row['full']:>16.1f} {row['bare']:>20.1f} {ratio:>6.3f} {row['data']:>16.1f}")
+        lines.append(
+            f"{row['stage']:<10} {row['full']:>16.1f} {row['bare']:>20.1f} {ratio:>6.3f} {row['data']:>16.1f} "
+            f"{row['waited']:>18.2f}"
+        )
     if settings.compile:
         pieces = [("bare backbone", rows[0]["bare_compiled"])] + [(row["stage"], row["compiled"]) for row in rows]
         lines.append("compiled: " + "; ".join(f"{name} {counts.summary(graphs)}" for name, counts in pieces))

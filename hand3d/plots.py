@@ -61,12 +61,15 @@ def plot_pck(panels: list[PckPanel], out_png: str, suptitle: str) -> None:
     _save(figure, out_png)
 
 
+NOT_LOSSES = ("step", "lr", "images_per_s", "data_wait_ms")  # history.csv's columns that are not loss terms
+
+
 def _read_history(path: str) -> tuple[list[str], dict[str, list[float]]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path}: no rows in the training history")
-    columns = [c for c in rows[0] if c not in ("step", "lr", "images_per_s")]
+    columns = [c for c in rows[0] if c not in NOT_LOSSES]
     return columns, {c: [float(r[c]) for r in rows] for c in ("step", *columns)}
 
 

@@ -55,6 +55,7 @@ __all__ = ["STAGES", "Settings", "batch_stream", "launch", "train"]
 STAGES = ("pretrain", "train")
 READERS = ("auto", "threads", "processes")
 CUDA_GRAPH_MODE = "reduce-overhead"  # torch.compile's mode that replays each compiled graph as a CUDA graph
+TIMING_COLUMNS = ("images_per_s", "data_wait_ms")  # how fast a logging interval ran; the rest of a row is computed
 log = logging.getLogger(__name__)
 
 
@@ -230,7 +231,7 @@ class _Run:
 
     @property
     def columns(self) -> list[str]:
-        return ["step", "lr", *self.objective.columns, "images_per_s"]
+        return ["step", "lr", *self.objective.columns, *TIMING_COLUMNS]
 
     def state(self) -> dict:
         return {
@@ -240,13 +241,18 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "history": self.history,
+            "history_columns": self.columns,
         }
 
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.history = int(state["step"]), [list(row) for row in state["history"]]
+        # a state saved before data_wait_ms was logged has every other column
+        saved = state.get("history_columns") or [c for c in self.columns if c != "data_wait_ms"]
+        where = {name: i for i, name in enumerate(saved)}
+        self.step = int(state["step"])
+        self.history = [[row[where[c]] if c in where else math.nan for c in self.columns] for row in state["history"]]
 
 
 def _prepare(settings: Settings, state_dir: Path) -> _Run:
@@ -345,13 +351,14 @@ def _noise(run: _Run, generator: torch.Generator, batch_size: int) -> torch.Tens
     return unit_noise(batch_size, run.settings.input_size, run.device, generator)
 
 
-def _log_row(run: _Run, sums: torch.Tensor, count: int, seconds: float) -> None:
+def _log_row(run: _Run, sums: torch.Tensor, count: int, seconds: float, waited: float) -> None:
+    """The interval's mean loss terms, images/s and the ms a step waited for its batch (rank 0's)."""
     if run.processes.distributed:
         torch.distributed.all_reduce(sums)
         sums /= run.processes.world_size
     means = (sums / count).tolist()
     rate = count * run.settings.batch_size / max(seconds, 1e-9)
-    run.history.append([run.step, run.scheduler.get_last_lr()[0], *means, rate])
+    run.history.append([run.step, run.scheduler.get_last_lr()[0], *means, rate, 1000 * waited / count])
     if not all(math.isfinite(v) for v in means):
         terms = dict(zip(run.objective.columns, means, strict=True))
         raise FloatingPointError(f"non-finite loss at step {run.step}: {terms}")
@@ -387,7 +394,7 @@ def _loop(run: _Run, state_dir: Path) -> None:
 def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, graphed: bool) -> None:
     settings = run.settings
     sums = torch.zeros(len(run.objective.columns), device=run.device)
-    count, start = 0, time.perf_counter()
+    count, waited, start = 0, 0.0, time.perf_counter()
     progress = tqdm(
         total=settings.iterations,
         initial=run.step,
@@ -398,9 +405,10 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, grap
     run.model.train()
     generator = torch.Generator(run.device)
     before_compiling = CompileCounts.now() if _compiles(run) else None
-    for loaded in batches:
-        if run.step >= settings.iterations:
-            break
+    while run.step < settings.iterations:
+        asked = time.perf_counter()
+        loaded = next(batches)
+        waited += time.perf_counter() - asked
         if graphed:  # the last step's graph outputs are dead: the replay may overwrite them
             torch.compiler.cudagraph_mark_step_begin()
         noise = _noise(run, generator, loaded["images"].shape[0])
@@ -413,10 +421,10 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, grap
         count += 1
         progress.update()
         if run.step % settings.log_every == 0 or run.step == settings.iterations:
-            _log_row(run, sums, count, time.perf_counter() - start)
+            _log_row(run, sums, count, time.perf_counter() - start, waited)
             progress.set_postfix(loss=f"{run.history[-1][2]:.4g}")
             sums.zero_()
-            count, start = 0, time.perf_counter()
+            count, waited, start = 0, 0.0, time.perf_counter()
         if run.step % settings.checkpoint_every == 0 and run.step < settings.iterations:
             _checkpoint(run, state_dir)
     progress.close()

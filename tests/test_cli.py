@@ -72,10 +72,11 @@ def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_
     lines = result.stdout.splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:4]}
     assert set(rows) == {"pretrain", "train"}
-    for full, bare, ratio, data in rows.values():
+    for full, bare, ratio, data, waited in rows.values():
         assert float(full) > 0 and float(bare) > 0
         assert float(ratio) == pytest.approx(float(full) / float(bare), rel=0.02)  # printed rates are rounded
         assert float(data) > float(full)  # the step reads its batches and computes on them
+        assert 0 < float(waited) < 1000 * 4 / float(full)  # part of a step's time (ms; batch 4)
     # the bare forward is one graph; each stage compiles its augmentation and its objective, with no break; on the
     # CPU no graph gets the CUDA graph asked for
     want = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -55,6 +56,8 @@ def test_pretraining_loss_falls_and_the_model_reloads(hand_model_path, synthetic
     model_path, rows = _run(_settings(hand_model_path, synthetic_packed), tmp_path)
     assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30]
     assert rows[-1]["total"] < 0.7 * rows[0]["total"], rows
+    for row in rows:  # the ms a step waited for its batch: part of the step's time (batch 4)
+        assert 0 < row["data_wait_ms"] < 1000 * 4 / row["images_per_s"], row
     checkpoint = torch.load(model_path, weights_only=True)
     assert checkpoint["meta"]["stage"] == "pretrain" and checkpoint["meta"]["iterations"] == 30
     model = load_model(model_path)
@@ -83,6 +86,21 @@ def test_training_from_pretrained_weights_lowers_the_2d_error(hand_model_path, s
     _, rows = _run(settings, tmp_path / "train")
     assert rows[-1]["total"] < rows[0]["total"], rows
     assert rows[-1]["error_2d_px"] < rows[0]["error_2d_px"], rows
+
+
+def test_a_state_saved_before_data_wait_was_logged_still_resumes(hand_model_path, synthetic_packed, tmp_path):
+    settings = _settings(hand_model_path, synthetic_packed, iterations=4, log_every=2)
+    _, rows = _run(settings, tmp_path)
+    state_file = tmp_path / "state/state.pt"
+    state = torch.load(state_file, weights_only=True)
+    where = state.pop("history_columns").index("data_wait_ms")
+    state["history"] = [row[:where] + row[where + 1 :] for row in state["history"]]
+    torch.save(state, state_file)
+    _, again = _run(settings, tmp_path)  # finished: the outputs are rewritten from the state
+    assert [{k: v for k, v in row.items() if k != "data_wait_ms"} for row in again] == [
+        {k: v for k, v in row.items() if k != "data_wait_ms"} for row in rows
+    ]
+    assert all(math.isnan(row["data_wait_ms"]) for row in again)
 
 
 def test_pretrained_rgb_filters_start_an_rgb_2d_model(hand_model_path, synthetic_packed, tmp_path):
