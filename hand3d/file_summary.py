@@ -184,7 +184,7 @@ def state_summary(path: str | os.PathLike, state: dict) -> dict:
 
 def last_logged(path: str | os.PathLike) -> dict | None:
     """The last row of the ``history.csv`` beside a model or state file (step, learning rate, every loss term,
-    images/s), or None where there is none."""
+    images/s, the ms a step waited for data), or None where there is none."""
     history = Path(path).parent / "history.csv"
     if not history.is_file():
         return None
