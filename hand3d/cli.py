@@ -55,22 +55,22 @@ def cmd_mesh(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print what a file holds as JSON: a hand model, a packed dataset, a trained model or a training state."""
-    from hand3d.file_summary import HAND_MODEL, PACKED, file_kind, summarise
+    from hand3d.file_summary import HAND_MODEL, PACKED, summarise
 
-    kind = file_kind(args.path)
-    if args.preview and kind not in (HAND_MODEL, PACKED):
+    summary = summarise(args.path, verify_checksum=not args.no_verify)
+    if args.preview and summary["kind"] not in (HAND_MODEL, PACKED):
         raise ValueError(f"{args.path}: --preview draws hand models and packed datasets only")
-    json.dump(summarise(args.path, verify_checksum=not args.no_verify), sys.stdout, indent=2)
+    json.dump(summary, sys.stdout, indent=2)
     print()
-    if args.preview and kind == PACKED:
-        from hand3d.previews import packed_preview
-
-        packed_preview(args.path, args.preview, count=args.count)
-    elif args.preview:
-        from hand3d.hand_preview import render_preview
-
-        render_preview(args.path, args.preview)
     if args.preview:
+        if summary["kind"] == PACKED:
+            from hand3d.previews import packed_preview
+
+            packed_preview(args.path, args.preview, count=args.count)
+        else:
+            from hand3d.hand_preview import render_preview
+
+            render_preview(args.path, args.preview)
         print(f"wrote {args.preview}", file=sys.stderr)
     return 0
 
@@ -144,12 +144,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hand3d.eval_summary import headline_metrics
     from hand3d.evaluate import evaluate
     from hand3d.h5io import validate_packed
+    from hand3d.metrics import STB_PALM_FACTOR
 
     dataset = args.dataset or validate_packed(args.test, verify_checksum=False)["source"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = [str(out / name) for name in ("metrics.json", "pck.png", "samples.png")]
-    palm = {} if args.palm_factor is None else {"palm_factor": args.palm_factor}  # None: evaluate's default
     record = evaluate(
         args.model,
         args.test,
@@ -158,7 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         hand_model=args.hand_model,
         batch_size=args.batch_size,
         device=args.device,
-        **palm,
+        palm_factor=STB_PALM_FACTOR if args.palm_factor is None else args.palm_factor,
     )
     print(f"{args.model} on {args.test} ({dataset}, {record['samples']} samples, {record['samples_3d']} with 3D)")
     print(f"{'metric':<32} {'model':>8} {'mean hand':>10} {'paper':>8}")
