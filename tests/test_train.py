@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from hand3d.augment import augment_batch, unit_noise
-from hand3d.data import TRAIN_FIELDS, PackedBatches, Source
+from hand3d.data import PRETRAIN_FIELDS, TRAIN_FIELDS, PackedBatches, Source
 from hand3d.host_sync import HostSyncs, describe
-from hand3d.losses import TrainWeights
+from hand3d.losses import PretrainWeights, TrainWeights
 from hand3d.model import HandRegressor, load_model
-from hand3d.objectives import TrainObjective
+from hand3d.objectives import PretrainObjective, TrainObjective
 from hand3d.train import Settings, launch, load_initial_weights, train
 
 
@@ -242,6 +242,45 @@ def test_the_compiled_pieces_write_into_none_of_their_inputs(hand_model_path, sy
     TrainObjective(model, TrainWeights(), "weak_perspective")(batch, mask_weight)[0].backward()
     inputs = (*loaded.values(), noise, *batch.values(), mask_weight)
     assert [tensor._version for tensor in inputs] == versions
+
+
+@pytest.mark.parametrize(("stage", "inputs"), [("pretrain", "rgb"), ("train", "rgb+2d")])
+def test_the_compiled_graphs_hold_nothing_a_cuda_graph_refuses(hand_model_path, synthetic_packed, stage, inputs):
+    """Inductor runs a graph kernel by kernel, CUDA graphs asked for or not, if it holds an op unsafe in a CUDA graph
+    (one that syncs with the host or allocates by data), a shape that depends on data, or an input that is not a
+    tensor. Its own check runs here on the graphs it would get: the augmentation's and the objective's forward and
+    backward, after its decompositions."""
+    import torch._inductor.lowering  # noqa: F401 (Inductor's decompositions call into it)
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.decomposition import select_decomp_table
+    from torch._inductor.utils import get_first_incompatible_cudagraph_node
+
+    refused, checked = [], []
+
+    def check(graph, example_inputs):
+        checked.append(graph)
+        if (node := get_first_incompatible_cudagraph_node(graph)) is not None:
+            refused.append(f"{node.target}: {node.meta.get('stack_trace', '')}")
+        kinds = (torch.Tensor, torch.SymInt, torch.Generator)
+        refused.extend(f"a {type(x).__name__} input" for x in example_inputs if not isinstance(x, kinds))
+        return graph
+
+    backend = aot_autograd(fw_compiler=check, bw_compiler=check, decompositions=select_decomp_table())
+    fields = TRAIN_FIELDS if stage == "train" else PRETRAIN_FIELDS
+    loaded = PackedBatches([Source(str(synthetic_packed))], 4, fields, seed=0).batch(0)
+    noise = unit_noise(4, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
+    model = HandRegressor(hand_model_path, backbone="resnet18", inputs=inputs, input_size=64)
+    heatmaps = "render" if inputs == "rgb+2d" else None
+    torch._dynamo.reset()
+    batch = torch.compile(augment_batch, backend=backend)(loaded, 64, heatmaps, 6.0, noise)
+    if stage == "train":
+        objective = torch.compile(TrainObjective(model, TrainWeights(), "weak_perspective"), backend=backend)
+        terms = objective(batch, torch.tensor(100.0))
+    else:
+        terms = torch.compile(PretrainObjective(model, PretrainWeights()), backend=backend)(batch)
+    terms[0].backward()
+    torch._dynamo.reset()
+    assert len(checked) == 3 and not refused, refused  # augmentation; objective forward and backward
 
 
 @pytest.mark.parametrize("cuda_graphs", [False, True])
