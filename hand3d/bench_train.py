@@ -16,6 +16,7 @@ data, not by the host or the GPU; so is one that waits for its batches (the ms a
 from __future__ import annotations
 
 import csv
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -61,8 +62,16 @@ class BenchSettings:
             "steps": 50 if cuda else 16,  # 2 CPU cores, 4 steps: 23-36 img/s for one train step; 16: 35.8-37.5
             "samples": 2048 if cuda else 64,
             "compile": cuda,
+            "threads": usable_cpus(),
         }
         return cls(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: a container's or a SLURM job's share, not the whole machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def write_bench_dataset(path: str, hand_model: str, count: int, seed: int = 0, block: int = 128) -> None:
@@ -255,12 +264,18 @@ def _vertex_count(hand_model: str) -> int:
     return int(load_hand_model_arrays(hand_model)["v_template"].shape[0])
 
 
+def _readers(settings: BenchSettings) -> str:
+    """e.g. ``readers: 16 processes``, ``readers: 1 thread``."""
+    kind = settings.readers if settings.threads > 1 else {"threads": "thread", "processes": "process"}[settings.readers]
+    return f"readers: {settings.threads} {kind}"
+
+
 def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: str) -> str:
     graphs = settings.compile and settings.cuda_graphs
     lines = [
         f"hand3d bench train on {device_name}: {settings.backbone}, {settings.input_size} px, batch "
         f"{settings.batch_size}, {rows[0]['vertices']}-vertex hand, {settings.steps} timed steps"
-        f"{', compiled' if settings.compile else ''}{', CUDA graphs' if graphs else ''}, reader {settings.readers}",
+        f"{', compiled' if settings.compile else ''}{', CUDA graphs' if graphs else ''}, {_readers(settings)}",
         f"{'stage':<10} {'full step img/s':>16} {'bare backbone img/s':>20} {'ratio':>6} {'data path img/s':>16} "
         f"{'data wait ms/step':>18}",
     ]

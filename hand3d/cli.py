@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--samples", type=int, help="samples in the packed file read (default: 2048 / 64)")
     train.add_argument(
-        "--threads", type=int, default=1, help="CPU threads: torch and the readers (default: %(default)s)"
+        "--threads", type=int, help="CPU threads: torch's and the readers' (default: the CPUs this process may use)"
     )
     train.add_argument(
         "--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the steps (auto: on CUDA)"
