@@ -68,7 +68,8 @@ class BenchSettings:
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on: a container's or a SLURM job's share, not the whole machine's."""
+    """The CPUs this process may run on (its affinity mask, which SLURM and cpusets narrow; a CPU quota does not show
+    in it), not the whole machine's."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
