@@ -252,6 +252,7 @@ def test_the_compiled_graphs_hold_nothing_a_cuda_graph_refuses(hand_model_path, 
     backward, after its decompositions."""
     import torch._inductor.lowering  # noqa: F401 (Inductor's decompositions call into it)
     from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
     from torch._inductor.decomposition import select_decomp_table
     from torch._inductor.utils import get_first_incompatible_cudagraph_node
 
@@ -263,7 +264,7 @@ def test_the_compiled_graphs_hold_nothing_a_cuda_graph_refuses(hand_model_path, 
             refused.append(f"{node.target}: {node.meta.get('stack_trace', '')}")
         kinds = (torch.Tensor, torch.SymInt, torch.Generator)
         refused.extend(f"a {type(x).__name__} input" for x in example_inputs if not isinstance(x, kinds))
-        return graph
+        return make_boxed_func(graph)
 
     backend = aot_autograd(fw_compiler=check, bw_compiler=check, decompositions=select_decomp_table())
     fields = TRAIN_FIELDS if stage == "train" else PRETRAIN_FIELDS
