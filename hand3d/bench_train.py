@@ -249,13 +249,14 @@ def bench_train(settings: BenchSettings, hand_model: str | None = None) -> list[
         data = str(workdir / "bench.h5")
         write_bench_dataset(data, hand_model, settings.samples)
         bare, bare_compiled = bare_backbone_rate(settings, device)
+        run_wide = {"bare": bare, "bare_compiled": bare_compiled, "vertices": _vertex_count(hand_model)}
         rows = []
         for stage in ("pretrain", "train"):
             full, waited, compiled = full_step_rate(settings, stage, data, hand_model, workdir)
             loaded = data_path_rate(settings, stage, data, hand_model, device)
-            row = {"stage": stage, "full": full, "bare": bare, "data": loaded, "waited": waited}
-            row["vertices"] = _vertex_count(hand_model)
-            rows.append({**row, "compiled": compiled, "bare_compiled": bare_compiled})
+            rows.append(
+                {"stage": stage, "full": full, "data": loaded, "waited": waited, "compiled": compiled} | run_wide
+            )
     return rows
 
 
