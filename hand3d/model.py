@@ -60,6 +60,7 @@ __all__ = [
     "mean_hand_params",
     "palm_facing_rotation",
     "save_model",
+    "state_mismatches",
 ]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
@@ -190,7 +191,14 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def _load_backbone_weights(net: nn.Module, name: str, path: str | os.PathLike) -> None:
     """Load a torchvision-style state dict into ``net`` (fc already removed), failing clearly on any mismatch."""
     state = {k: v for k, v in _read_state_dict(path).items() if not k.startswith("fc.")}
-    expected = net.state_dict()
+    if problems := state_mismatches(net.state_dict(), state):
+        raise ValueError(f"{path}: not a torchvision {name} state dict: {problems}")
+    net.load_state_dict(state, strict=False)
+
+
+def state_mismatches(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """What keeps ``state`` from loading into a module whose state dict is ``expected``, for an error message;
+    None when it fits."""
     # BatchNorm fills a missing num_batches_tracked itself (older torchvision checkpoints lack it).
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
@@ -199,12 +207,9 @@ def _load_backbone_weights(net: nn.Module, name: str, path: str | os.PathLike) -
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{path}: not a torchvision {name} state dict: missing keys {_head(missing)}, "
-            f"unexpected keys {_head(unexpected)}, shape mismatches {_head(wrong)}"
-        )
-    net.load_state_dict(state, strict=False)
+    if not (missing or unexpected or wrong):
+        return None
+    return f"missing keys {_head(missing)}, unexpected keys {_head(unexpected)}, shape mismatches {_head(wrong)}"
 
 
 def _head(items: list[str], n: int = 8) -> str:

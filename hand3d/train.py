@@ -46,7 +46,7 @@ from hand3d.data import (
 )
 from hand3d.distributed import Processes, close_processes, init_processes, pick_device, run_torchrun
 from hand3d.losses import THREE_D_FORMS, PretrainWeights, TrainWeights
-from hand3d.model import HandRegressor, save_model
+from hand3d.model import HandRegressor, save_model, state_mismatches
 from hand3d.objectives import PretrainObjective, TrainObjective
 from hand3d.train_state import load_state, save_state, signature, write_history
 
@@ -157,13 +157,18 @@ def load_initial_weights(model: HandRegressor, path: str) -> None:
     for key in ("backbone", "input_size", "num_pca"):
         if config.get(key) != model.config[key]:
             raise ValueError(f"{path}: {key} is {config.get(key)!r}, this model's is {model.config[key]!r}")
-    own = model.state_dict()
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("hand.")}
     state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("hand.")}
     conv = "backbone.conv1.weight"
-    if state[conv].shape[1] < own[conv].shape[1]:
+    if conv in state and state[conv].shape[1] > own[conv].shape[1]:
+        raise ValueError(f"{path}: its first conv takes {state[conv].shape[1]} channels, this model's "
+                         f"{own[conv].shape[1]}: an RGB+2D model cannot start an RGB one")  # fmt: skip
+    if conv in state and state[conv].shape[1] < own[conv].shape[1]:
         widened = torch.zeros_like(own[conv])
         widened[:, : state[conv].shape[1]] = state[conv]
         state[conv] = widened
+    if problems := state_mismatches(own, state):
+        raise ValueError(f"{path}: its weights do not fit this model: {problems}")
     model.load_state_dict(state, strict=False)
 
 

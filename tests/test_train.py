@@ -116,6 +116,16 @@ def test_pretrained_rgb_filters_start_an_rgb_2d_model(hand_model_path, synthetic
     wrong = HandRegressor(hand_model_path, backbone="resnet34", input_size=64)
     with pytest.raises(ValueError, match="backbone"):
         load_initial_weights(wrong, str(pretrained))
+    wide = tmp_path / "rgb_2d.pt"
+    torch.save({"state_dict": target.state_dict(), "config": target.config}, wide)
+    rgb = HandRegressor(hand_model_path, backbone="resnet18", input_size=64)
+    with pytest.raises(ValueError, match="rgb_2d.pt: its first conv takes 24 channels, this model's 3"):
+        load_initial_weights(rgb, str(wide))
+    checkpoint = torch.load(pretrained, weights_only=True)
+    del checkpoint["state_dict"]["head.bias"]
+    torch.save(checkpoint, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match=r"partial.pt: its weights do not fit this model: missing keys \['head.bias"):
+        load_initial_weights(rgb, str(tmp_path / "partial.pt"))
 
 
 def test_pretraining_refuses_data_without_parameters(hand_model_path, synthetic_packed, tmp_path):
