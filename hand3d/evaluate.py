@@ -7,9 +7,9 @@ predicts: the mean hand, palm-facing, centred in the crop), so a reader sees at 
   image's pixels (crop errors times the crop's side / 320; the crop pixels are reported too).
 - 3D, on the samples with 3D ground truth: the STB protocol (root-relative, the prediction rescaled to the ground
   truth's middle MCP-PIP bone, PCK 0-50 mm, AUC 20-50 mm; root: the palm centre for STB, whose palm is its
-  original root joint, else the wrist), the root-relative MPJPE without rescaling, and the FreiHAND protocol
-  (per-sample similarity Procrustes: PA-MPJPE, joint AUC 0-50 mm; with vertices in the test set also PA-MPVPE
-  and F@5 / F@15 mm).
+  original root joint and is scored in the estimated wrist's place, else the wrist), the root-relative MPJPE
+  without rescaling, and the FreiHAND protocol (per-sample similarity Procrustes: PA-MPJPE, joint AUC 0-50 mm;
+  with vertices in the test set also PA-MPVPE and F@5 / F@15 mm).
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ PROTOCOLS = {
     "trapezoid rule normalised by 30 (Boukhayma et al.'s MPII+NZSL protocol); image_px: in the original image's "
     "pixels (crop error x crop side / 320), crop_px: in the 320-pixel crop",
     "pck_3d": "STB protocol (Zimmermann & Brox): root-relative, prediction rescaled to the ground truth's middle "
-    "MCP-PIP bone, no rotation alignment; PCK at 0-50 mm (1-mm steps), AUC 20-50 mm normalised by 30",
+    "MCP-PIP bone, no rotation alignment; PCK at 0-50 mm (1-mm steps), AUC 20-50 mm normalised by 30; 21 "
+    "keypoints with the root as keypoint 0 (on STB the annotated palm centre, not the reader's estimated wrist)",
     "mpjpe_mm": "mean 3D keypoint error, root-relative (root as in pck_3d), no rescaling or alignment, mm",
     "freihand": "FreiHAND protocol: per-sample similarity Procrustes alignment (as its official evaluation), "
-    "PA-MPJPE / PA-MPVPE in mm, joint AUC over 0-50 mm (100 thresholds), F@5 / F@15 mm on aligned vertices",
+    "PA-MPJPE / PA-MPVPE in mm, joint AUC over 0-50 mm (100 thresholds), F@5 / F@15 mm on aligned vertices; "
+    "predicted from the packed crops cut around the ground-truth keypoints, not the benchmark's whole images",
 }
 SAMPLE_COUNT = 8
 

@@ -213,10 +213,18 @@ def _root(points: np.ndarray, root: str, palm_factor: float) -> np.ndarray:
 
 
 def root_relative(points: Any, root: str = "wrist", palm_factor: float = STB_PALM_FACTOR) -> np.ndarray:
-    """Keypoints ``(N, 21, 3)`` minus their root (``"wrist"``: keypoint 0; ``"palm"``: as in :func:`stb_align`)."""
+    """Keypoints ``(N, 21, 3)`` minus their root, with the root itself (zero) as keypoint 0.
+
+    ``"wrist"``: keypoint 0 is the root. ``"palm"`` (STB): the root is the palm centre, as in :func:`stb_align`,
+    and it takes keypoint 0's place: STB annotates the palm centre, not the wrist (its reader estimates that), and
+    Zimmermann & Brox's evaluation centres on and scores the palm (the paper's STB curves start at 1/21 at 0 mm).
+    Scoring the estimated wrist instead would count the ring MCP's error twice.
+    """
     points = _float_array(points)
     _check_keypoints(points, "points", (3,))
-    return points - _root(points, root, palm_factor)
+    relative = points - _root(points, root, palm_factor)
+    relative[:, WRIST] = 0.0
+    return relative
 
 
 def _middle_bone(points: np.ndarray) -> np.ndarray:
@@ -233,7 +241,8 @@ def stb_align(
     its middle-finger MCP-PIP bone (keypoints 9 and 10) has the ground truth's length, per sample. There is no
     rotation alignment. ``root="wrist"`` subtracts keypoint 0; ``root="palm"`` subtracts the palm centre
     recovered from the wrist and the ring MCP (13) as ``ring_mcp + (wrist - ring_mcp) / palm_factor`` (the
-    inverse of the STB reader's ``wrist = ring_mcp + palm_factor * (palm - ring_mcp)``), for both.
+    inverse of the STB reader's ``wrist = ring_mcp + palm_factor * (palm - ring_mcp)``), for both, and puts the
+    palm in keypoint 0's place (see :func:`root_relative`).
 
     Returns ``(pred_aligned, gt_rel)`` float64 ``(N, 21, 3)`` in the inputs' units. A predicted bone of length
     0 (or NaN) raises ValueError.

@@ -15,6 +15,7 @@ from hand3d.metrics import (
     pck_3d,
     pck_curve,
     procrustes_align,
+    root_relative,
     stb_align,
 )
 
@@ -165,10 +166,23 @@ def test_stb_align_palm_root_by_hand():
     gt[0, 0] = [0.0, 0.0, 0.0]
     gt[0, 13] = [2.0, 0.0, 0.0]  # palm = ring + (wrist - ring) / 2 = (1, 0, 0)
     _, gt_rel = stb_align(gt, gt, root="palm")
-    np.testing.assert_array_equal(gt_rel[0, 0], [-1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(gt_rel[0, 0], [0.0, 0.0, 0.0])  # keypoint 0 is now the palm: the root itself
     np.testing.assert_array_equal(gt_rel[0, 13], [1.0, 0.0, 0.0])
     _, gt_rel4 = stb_align(gt, gt, root="palm", palm_factor=4.0)  # palm = (1.5, 0, 0)
-    np.testing.assert_array_equal(gt_rel4[0, 0], [-1.5, 0.0, 0.0])
+    np.testing.assert_array_equal(gt_rel4[0, 13], [0.5, 0.0, 0.0])
+
+
+def test_pck_3d_palm_root_scores_the_palm_not_the_estimated_wrist():
+    """STB's keypoint 0 is its palm (error 0 after centring), as in the paper's curves (1/21 at 0 mm)."""
+    gt = _line_hand()
+    pred = gt.copy()
+    pred[0, 13, 0] += 1 / 64  # the ring MCP off by 15.625 mm moves the predicted palm by half that
+    out = pck_3d(pred, gt, root="palm")
+    assert out["pck"][:9] == [1 / 21] * 8 + [1.0]  # every keypoint but the palm is off by 7.8125 mm
+    assert out["mpjpe_mm"] == pytest.approx(7.8125 * 20 / 21)
+    rel = root_relative(gt, "palm")
+    np.testing.assert_array_equal(rel[0, 0], 0.0)
+    np.testing.assert_array_equal(rel[0, 5], gt[0, 5] - gt[0, 13] - (gt[0, 0] - gt[0, 13]) / 2)
 
 
 def test_stb_align_errors():
