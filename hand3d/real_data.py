@@ -256,14 +256,32 @@ def heatmap_shard(crops_h5: str, index_json: str, out_h5: str, source: str, size
             if detections is not None:
                 keypoints = detections.in_crops(list(block["names"]), block["crop_box"])
             out.write(start, heatmaps=np.stack([gaussian_heatmaps(k, size, sigma) for k in keypoints]))
+        if detections is not None:
+            detections.check_found(crops_h5)
 
 
 class _Detections:
     """OpenPose-format detections of a split's images, looked up by sample name."""
 
     def __init__(self, index_json: str, folder: str):
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder of OpenPose results (real.heatmaps.source)")
         samples, meta = load_index(index_json)
         self.by_name, self.root, self.folder = {s.name: s for s in samples}, meta["root"], folder
+        self.images = self.files = 0
+
+    def check_found(self, crops_h5: str) -> None:
+        """Fail where no image of the shard has a result file (a wrong folder would give blank heatmaps)."""
+        if self.images and not self.files:
+            raise ValueError(
+                f"{self.folder}: no OpenPose result for any of the {self.images} images of {crops_h5} (looked for "
+                "<image stem>_keypoints.json under the images' sub-folders relative to the dataset root, then at "
+                "the top)"
+            )
+        if self.files < self.images:
+            log.warning(
+                "%s: no OpenPose result for %d of %d images", self.folder, self.images - self.files, self.images
+            )
 
     def in_crops(self, names: list[str], boxes: np.ndarray) -> np.ndarray:
         """Detected keypoints mapped into each crop; zero confidence where the detector found nothing."""
@@ -273,6 +291,7 @@ class _Detections:
         for i, (name, box) in enumerate(zip(names, boxes, strict=True)):
             sample = self.by_name[name]
             path = openpose_json(self.folder, sample.image, self.root)
+            self.images, self.files = self.images + 1, self.files + (path is not None)
             near = sample.keypoints_2d[sample.keypoints_2d[:, 2] > 0, :2].mean(axis=0)
             hand = detected_hand(path, sample.is_left, near) if path else None
             if hand is not None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import h5py
 import pytest
 from test_real_workflow import write_hand_labels
 
@@ -49,3 +53,24 @@ def test_stage_outputs_appear_only_when_complete(index, tmp_path):
     with pytest.raises(TypeError):
         real_data.segment_shard(crops, str(tmp_path / "masks.h5"), {"no_such_option": 1})
     assert not list(tmp_path.glob("*masks*")), "nothing half-written is left"
+
+
+def test_a_detection_folder_that_holds_no_result_for_the_shard_fails(index, tmp_path):
+    crops = str(tmp_path / "crops.h5")
+    real_data.crop_shard(index, 0, 1, crops, str(tmp_path / "issues.json"), num_params=22)
+    maps = tmp_path / "maps.h5"
+    with pytest.raises(FileNotFoundError, match="no_such_folder: no such folder of OpenPose results"):
+        real_data.heatmap_shard(crops, index, str(maps), str(tmp_path / "no_such_folder"), 40, 6.0)
+    (tmp_path / "openpose").mkdir()
+    with pytest.raises(ValueError, match="openpose: no OpenPose result for any of the 2 images"):
+        real_data.heatmap_shard(crops, index, str(maps), str(tmp_path / "openpose"), 40, 6.0)
+    assert not maps.exists(), "no blank heatmaps are left as if complete"
+    sample = real_data.load_index(index)[0][0]
+    side = "hand_left_keypoints_2d" if sample.is_left else "hand_right_keypoints_2d"
+    hands = {side: sample.keypoints_2d.ravel().tolist()}  # the detector finds the labelled keypoints
+    (tmp_path / "openpose" / f"{Path(sample.image).stem}_keypoints.json").write_text(json.dumps({"people": [hands]}))
+    real_data.heatmap_shard(crops, index, str(maps), str(tmp_path / "openpose"), 40, 6.0)  # one of 2 found: a warning
+    with h5py.File(maps) as f:
+        peaks = f["heatmaps"][:].max(axis=(1, 2, 3))
+    none, found = sorted(peaks.tolist())
+    assert none == 0 and found > 200  # a blank map where no result was found, Gaussian peaks where one was
