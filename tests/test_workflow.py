@@ -85,13 +85,25 @@ def test_every_shipped_profile_dry_runs(workdir, profile):
 
 
 def test_slurm_profile_gives_training_a_gpu(workdir):
-    out = snakemake(workdir, "-n", "--workflow-profile", str(REPO / "profiles/slurm")).stdout
+    out = snakemake(workdir, "-n", "--profile", str(REPO / "profiles/slurm")).stdout  # as the README runs it
     blocks = out.split("\n\n")
     for rule in ("pretrain", "train"):
         block = next(b for b in blocks if f"rule {rule}:" in b)
         assert "gpu=1" in block and "slurm_partition=gpu" in block, block
     render = next(b for b in blocks if "rule render_synthetic:" in b)
     assert "slurm_partition=cpu" in render and "gpu=" not in render
+
+
+def test_the_workflow_profile_leaves_the_cluster_profile_its_settings(tmp_path, monkeypatch):
+    """Snakemake loads profiles/default beside every --profile, and it wins where both set something."""
+    from snakemake.cli import parse_args
+    from snakemake.settings.enums import RerunTrigger
+
+    monkeypatch.chdir(tmp_path)
+    _, args = parse_args(["--snakefile", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles/slurm")])
+    assert args.printshellcmds and args.rerun_incomplete  # the workflow profile is loaded
+    assert args.cores is None  # so a job's threads are not capped at the submitting machine's cores
+    assert args.latency_wait == 60 and RerunTrigger.SOFTWARE_ENV in args.rerun_triggers  # the cluster's own
 
 
 def test_lint_is_clean():
