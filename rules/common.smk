@@ -169,12 +169,12 @@ def train_settings(wildcards) -> dict:
 
 
 def experiment_datasets(wildcards) -> list[str]:
-    """The experiment's datasets (their train splits) in config order; each must be enabled."""
-    names = list(experiment_config(wildcards)["datasets"])
-    disabled = [name for name in names if name not in enabled_datasets()]
-    if disabled:
+    """The experiment's datasets (their train splits) in config order, less those whose root is null."""
+    listed = list(experiment_config(wildcards)["datasets"])
+    names = [name for name in listed if name in enabled_datasets()]
+    if not names:
         raise ValueError(
-            f"experiment {wildcards.experiment!r} trains on {disabled}, but their datasets root is null in the config"
+            f"experiment {wildcards.experiment!r} trains on {listed}, but the root of each is null in the config"
         )
     return names
 

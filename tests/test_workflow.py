@@ -106,6 +106,18 @@ def test_the_workflow_profile_leaves_the_cluster_profile_its_settings(tmp_path, 
     assert args.latency_wait == 60 and RerunTrigger.SOFTWARE_ENV in args.rerun_triggers  # the cluster's own
 
 
+def test_a_dataset_with_a_null_root_is_left_out_of_every_experiment(tmp_path):
+    off = {"panoptic": {"root": None}, "freihand": {"root": None}}
+    write_config(tmp_path, datasets=off)
+    out = snakemake(tmp_path, "-n", "--cores", "1", "--workflow-profile", "none").stdout
+    assert "panoptic" not in out and "freihand" not in out
+    inputs = re.findall(r"rule train:\n    input: (.*)", out)
+    assert len(inputs) == 2 and all("mpii_nzsl_train.h5" in i and "stb_train.h5" in i for i in inputs), inputs
+    write_config(tmp_path, datasets={**off, "mpii_nzsl": {"root": None}, "stb": {"root": None}})
+    failed = snakemake(tmp_path, "-n", "--cores", "1", "--workflow-profile", "none", check=False)
+    assert failed.returncode != 0 and "but the root of each is null" in failed.stdout + failed.stderr
+
+
 def test_lint_is_clean():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
