@@ -1,5 +1,6 @@
 # Evaluation: each run on its test sets (metrics with the mean-hand baseline, PCK plots, sample overlays), FreiHAND's
 # benchmark through its published prediction format, the loss curves, and one summary table for the report.
+# The rules that run the network ask for a GPU (gpu=1): they use one where there is one, so they queue for it.
 
 
 rule evaluate:
@@ -33,6 +34,7 @@ rule evaluate:
     resources:
         mem_mb=8000,
         runtime=60,
+        gpu=1,
     params:
         palm_factor=palm_factor,
         version=versions.EVALUATION,
@@ -49,12 +51,15 @@ rule freihand_predict:
         pred="results/eval/{run}/freihand/pred.json",
     log:
         "results/logs/freihand_predict/{run}.log",
+    benchmark:
+        "results/benchmarks/freihand_predict/{run}.tsv"
     conda:
         "../envs/hand3d.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=60,
+        gpu=1,
     params:
         root=root_of("freihand"),
         version=versions.EVALUATION,

@@ -75,6 +75,8 @@ rule pack_synthetic:
         h5="results/datasets/synthetic_{split}.h5",
     log:
         "results/logs/pack_synthetic/{split}.log",
+    benchmark:
+        "results/benchmarks/pack_synthetic/{split}.tsv"
     conda:
         "../envs/hand3d.yaml"
     threads: 1

@@ -87,7 +87,7 @@ def test_every_shipped_profile_dry_runs(workdir, profile):
 def test_slurm_profile_gives_training_a_gpu(workdir):
     out = snakemake(workdir, "-n", "--profile", str(REPO / "profiles/slurm")).stdout  # as the README runs it
     blocks = out.split("\n\n")
-    for rule in ("pretrain", "train"):
+    for rule in ("pretrain", "train", "evaluate"):
         block = next(b for b in blocks if f"rule {rule}:" in b)
         assert "gpu=1" in block and "slurm_partition=gpu" in block, block
     render = next(b for b in blocks if "rule render_synthetic:" in b)
