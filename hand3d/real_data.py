@@ -69,6 +69,8 @@ def index_dataset(dataset: str, root: str, split: str, options: dict, out_json: 
     """Read a dataset split with its reader and save the samples (original-image pixels) and the reader's issues."""
     result = reader(dataset).read(root, split, **options)
     log.info("%s %s: %d samples, issues %s", dataset, split, len(result.samples), dict(result.issues))
+    if not result.samples:
+        raise ValueError(f"{root}: no usable {dataset} {split} sample (skipped: {dict(result.issues) or 'none'})")
     samples = [_sample_record(s) for s in result.samples]
     _write_json(out_json, {"dataset": dataset, "split": split, "root": str(root), "issues": result.issues,
                            "samples": samples})  # fmt: skip

@@ -74,3 +74,11 @@ def test_a_detection_folder_that_holds_no_result_for_the_shard_fails(index, tmp_
         peaks = f["heatmaps"][:].max(axis=(1, 2, 3))
     none, found = sorted(peaks.tolist())
     assert none == 0 and found > 200  # a blank map where no result was found, Gaussian peaks where one was
+
+
+def test_a_split_without_a_usable_sample_fails_naming_the_root(tmp_path):
+    (tmp_path / "hand_labels" / "manual_test").mkdir(parents=True)  # the layout, with nothing in it
+    out = tmp_path / "index.json"
+    with pytest.raises(ValueError, match=r"hand_labels: no usable mpii_nzsl test sample \(skipped: none\)"):
+        real_data.index_dataset("mpii_nzsl", str(tmp_path / "hand_labels"), "test", {}, str(out))
+    assert not out.exists()
