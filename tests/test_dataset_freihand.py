@@ -100,6 +100,15 @@ def test_test_split_from_sibling_eval_folder(handmade, tmp_path):
     assert len(freihand.read(handmade, "test", eval_root=moved).samples) == 2
 
 
+def test_a_symlinked_root_finds_the_eval_folder_beside_the_link(handmade, tmp_path):
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "FreiHAND_pub_v2").symlink_to(handmade)
+    (tmp_path / "FreiHAND_pub_v2_eval").rename(tmp_path / "eval_store")  # none beside the link's target now
+    (links / "FreiHAND_pub_v2_eval").symlink_to(tmp_path / "eval_store")
+    assert len(freihand.read(links / "FreiHAND_pub_v2", "test").samples) == 2
+
+
 def test_test_split_without_eval_annotations(handmade, tmp_path):
     (tmp_path / "FreiHAND_pub_v2_eval" / "evaluation_xyz.json").unlink()
     with pytest.raises(DatasetLayoutError, match=r"evaluation annotations.*FreiHAND_pub_v2_eval") as info:

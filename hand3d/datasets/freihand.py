@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import numbers
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from hand3d.atomic import atomic_write
 from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, require
 from hand3d.json_input import read_json
 from hand3d.keypoints import to_openpose
@@ -144,7 +146,7 @@ def eval_folder(root: str | Path, eval_root: str | Path | None = None) -> Path:
     FreiHAND_pub_v2_eval beside FreiHAND_pub_v2."""
     if eval_root is not None:
         return Path(eval_root)
-    root = Path(root).resolve()
+    root = Path(os.path.abspath(root))  # not resolve(): beside a symlinked root, not beside its target
     return root.parent / f"{root.name}_eval"
 
 
@@ -235,17 +237,23 @@ def _other_versions(photographer, shot, rng: np.random.Generator) -> list[np.nda
 def _write_jpeg(path: Path, image: np.ndarray) -> None:
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = image[..., ::-1] if image.ndim == 3 else image  # RGB -> BGR for OpenCV
-    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels)):
-        raise OSError(f"could not write {path}")
+    pixels = np.ascontiguousarray(image[..., ::-1] if image.ndim == 3 else image)  # RGB -> BGR for OpenCV
+
+    def write(tmp: str) -> None:
+        if not cv2.imwrite(tmp, pixels):
+            raise OSError(f"could not write {path}")
+
+    atomic_write(path, write)
 
 
 def _write_json(path: Path, data: list) -> None:
     """Like the published files: plain nested lists of floats."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+
+    atomic_write(path, write)
 
 
 def _annotation(shot) -> dict[str, list]:
