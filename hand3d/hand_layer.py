@@ -71,11 +71,17 @@ class KinematicTree:
         return cls(parents.tolist(), mano)
 
 
+MAX_PCA = 44  # pose PCA coefficients the layer takes
+
+
 class HandLayer(torch.nn.Module):
     """MANO (real or procedural) with PCA pose and `flat_hand_mean=False`, as the paper uses it."""
 
     def __init__(self, model_path: str | os.PathLike, num_pca: int = 6):
         super().__init__()
+        if not 1 <= num_pca <= MAX_PCA:
+            # smplx turns PCA off at 45 components and reads the 45 numbers as joint angles instead
+            raise ValueError(f"num_pca must be 1 to {MAX_PCA}, got {num_pca} (smplx reads 45 as raw joint angles)")
         arrays = load_hand_model_arrays(model_path)
         self.num_pca = num_pca
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning that MANO has 10 betas: it does

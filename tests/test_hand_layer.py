@@ -82,3 +82,11 @@ def test_models_saved_with_the_parents_buffer_still_load(hand_model_path, tmp_pa
     torch.save({"config": model.model_config(), "state_dict": state, "meta": {}}, tmp_path / "old.pt")
     loaded = load_model(tmp_path / "old.pt")
     assert tuple(loaded.hand.mano.parents) == tuple(model.hand.mano.parents)
+
+
+def test_45_pose_coefficients_are_refused(hand_model_path):
+    from hand3d.hand_layer import HandLayer
+
+    assert HandLayer(hand_model_path, num_pca=44).mano.use_pca
+    with pytest.raises(ValueError, match="num_pca must be 1 to 44, got 45"):
+        HandLayer(hand_model_path, num_pca=45)  # smplx would take the 45 numbers as joint angles

@@ -181,7 +181,7 @@ def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
         assert f"rule {untouched}:" not in dry, untouched
     write_config(workdir, hand_model={"num_pca": 8})
     dry = snakemake(workdir, "-n", "--cores", "2").stdout
-    assert "rule hand_model_preview:" in dry and "rule hand_model:" not in dry
+    assert "rule hand_model_preview:" in dry and "rule render_synthetic:" in dry and "rule hand_model:" not in dry
     write_config(workdir, synthetic={**TINY["synthetic"], "sampler": {"pose_range": 1.0}})
     dry = snakemake(workdir, "-n", "--cores", "2").stdout
     assert "rule render_synthetic:" in dry and "rule synthetic_preview:" in dry
