@@ -9,4 +9,4 @@ HAND_MODEL = 1
 SYNTHETIC = 1
 REAL_DATA = 1
 TRAINING = 2  # pretraining and training (hand3d.train, data, augment, objectives)
-EVALUATION = 2  # evaluation, FreiHAND benchmark (hand3d.evaluate, metrics, freihand_benchmark)
+EVALUATION = 3  # evaluation, FreiHAND benchmark (hand3d.evaluate, metrics, freihand_benchmark)
