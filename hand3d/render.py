@@ -154,18 +154,25 @@ class Renderer:
         colors: np.ndarray,
         light_dir: tuple[float, float, float] = (0.0, 0.0, 1.0),
         ambient: float = 0.35,
+        normals: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw one mesh; returns an (H, W, 3) uint8 RGB image on black and its (H, W) float32 coverage in [0, 1].
 
         The image is premultiplied by coverage, so compositing is `image + background * (1 - coverage)`.
-        `light_dir` is the direction the light travels (towards +z: from the camera into the scene).
+        `light_dir` is the direction the light travels (towards +z: from the camera into the scene). `normals`
+        (V, 3) light the mesh; by default they come from `vertices`, which is right only where their three axes share
+        one scale (a weak-perspective mesh in pixels); for (u, v, Z) after a perspective projection, pass the
+        camera frame's (:func:`vertex_normals`).
         """
         with self.ctx:  # make this renderer's context current: several renderers (frame sizes) may coexist
-            return self._draw(np.asarray(vertices, dtype=np.float64), faces, colors, light_dir, ambient)
+            vertices = np.asarray(vertices, dtype=np.float64)
+            return self._draw(vertices, faces, colors, light_dir, ambient, normals)
 
-    def _draw(self, vertices, faces, colors, light_dir, ambient) -> tuple[np.ndarray, np.ndarray]:
+    def _draw(self, vertices, faces, colors, light_dir, ambient, normals) -> tuple[np.ndarray, np.ndarray]:
         self._use_mesh(faces, len(vertices))
-        normals = _unit(self._incidence @ _face_normals(vertices, self._faces))
+        if normals is None:
+            normals = self._incidence @ _face_normals(vertices, self._faces)
+        normals = _unit(np.asarray(normals, dtype=np.float64))
         data = np.concatenate([vertices, normals, np.broadcast_to(colors, vertices.shape)], axis=1)
         self._vbo.write(data.astype("f4").tobytes())
         z = vertices[:, 2]

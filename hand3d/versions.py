@@ -7,6 +7,6 @@ time.
 
 HAND_MODEL = 1
 SYNTHETIC = 1
-REAL_DATA = 1
+REAL_DATA = 2  # the stand-ins and the real-data stages (hand3d.real_data, datasets, crop, segment, heatmaps)
 TRAINING = 2  # pretraining and training (hand3d.train, data, augment, objectives)
 EVALUATION = 3  # evaluation, FreiHAND benchmark (hand3d.evaluate, metrics, freihand_benchmark)

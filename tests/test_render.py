@@ -54,6 +54,16 @@ def test_lambert_shading_darkens_surfaces_turned_from_the_light(renderer):
     assert image[10, 10, 0] > image[10, 40, 0] + 20
 
 
+def test_given_normals_light_the_mesh_instead_of_its_positions(renderer):
+    """(u, v, Z) after a perspective projection: the positions' normals would face the camera, the scene's do not."""
+    vertices, faces = _quad(0, 0, 20, 20)
+    facing, _ = renderer.render(vertices, faces, np.ones(3), ambient=0.2)
+    turned = np.tile([0.8, 0.0, -0.6], (4, 1))  # the surface's own normal, 53 degrees from the camera
+    image, coverage = renderer.render(vertices, faces, np.ones(3), ambient=0.2, normals=turned)
+    assert facing[10, 10, 0] == 255 and abs(int(image[10, 10, 0]) - round(255 * (0.2 + 0.8 * 0.6))) <= 2
+    assert np.array_equal(coverage > 0.5, renderer.render(vertices, faces, np.ones(3))[1] > 0.5)
+
+
 def test_vertex_normals_point_out_of_a_closed_mesh(procedural_arrays):
     v, f = procedural_arrays["v_template"], procedural_arrays["f"].astype(np.int64)
     n = vertex_normals(v, f)

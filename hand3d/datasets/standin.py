@@ -90,8 +90,12 @@ class HandPhotographer:
         return centre - vertices.mean(axis=0)
 
     def _draw(self, vertices_cam, K, width, height, skin, light, background, left):
+        from hand3d.render import vertex_normals
+
         faces = self.faces[:, ::-1] if left else self.faces  # a reflection turns the winding inside out
-        rendered, coverage = self._renderer(width, height).render(perspective(vertices_cam, K), faces, skin, light)
+        normals = vertex_normals(vertices_cam, faces)  # in metres: (u, v, Z) has pixels on two axes only
+        renderer = self._renderer(width, height)
+        rendered, coverage = renderer.render(perspective(vertices_cam, K), faces, skin, light, normals=normals)
         out = rendered.astype(np.float32) + background.astype(np.float32) * (1 - coverage[..., None])
         return np.clip(np.rint(out), 0, 255).astype(np.uint8), coverage
 
