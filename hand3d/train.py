@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hand3d import versions
 from hand3d.augment import AugmentConfig, augment_batch, unit_noise
 from hand3d.compile_counts import CompileCounts
 from hand3d.data import (
@@ -111,7 +112,10 @@ class Settings:
             raise ValueError("; ".join(problems))
 
     def signature_fields(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUN_FIELDS}
+        """What the run computes: the settings that decide it, and the training code's version (a bumped
+        ``versions.TRAINING`` must not resume, or finish from, a state the old code made)."""
+        decided = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUN_FIELDS}
+        return {**decided, "code_version": versions.TRAINING}
 
     def inputs_to_digest(self) -> list[str]:
         return [*self.datasets, self.hand_model, *([self.init] if self.init else [])]

@@ -189,6 +189,20 @@ def test_a_checkpoint_from_other_settings_is_not_reused(hand_model_path, synthet
     assert torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["signature"] != first
 
 
+def test_a_new_training_code_version_does_not_reuse_the_finished_state(
+    hand_model_path, synthetic_packed, tmp_path, caplog, monkeypatch
+):
+    from hand3d import versions
+
+    settings = _settings(hand_model_path, synthetic_packed, iterations=4)
+    _run(settings, tmp_path)
+    caplog.set_level("INFO")
+    monkeypatch.setattr(versions, "TRAINING", versions.TRAINING + 1)  # what a bump in versions.py does
+    _, rows = _run(settings, tmp_path)
+    assert "starting afresh" in caplog.text and "resuming" not in caplog.text
+    assert [r["step"] for r in rows] == [4]
+
+
 def test_ddp_with_two_cpu_processes(hand_model_path, synthetic_packed, tmp_path, capfd):
     settings = _settings(hand_model_path, synthetic_packed, iterations=6, batch_size=4, threads=2, log_every=3)
     launch(settings, str(tmp_path / "model.pt"), str(tmp_path / "history.csv"), str(tmp_path / "state"), processes=2)
