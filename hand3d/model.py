@@ -59,6 +59,7 @@ __all__ = [
     "load_model",
     "mean_hand_params",
     "palm_facing_rotation",
+    "read_checkpoint",
     "save_model",
     "state_mismatches",
 ]
@@ -431,6 +432,21 @@ def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:
     )
 
 
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """A :func:`save_model` file's content, loaded with ``weights_only=True``; a clear error naming the file when
+    it is missing, unreadable (truncated, not a torch file) or not a hand3d model."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several kinds for a file that is not one of its archives
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not readable as a model file ({reason})") from error
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
+        raise ValueError(f"{path}: not a hand3d model checkpoint (expected keys 'config' and 'state_dict')")
+    return checkpoint
+
+
 def load_model(
     path: str | os.PathLike,
     hand_model: str | os.PathLike | None = None,
@@ -441,12 +457,13 @@ def load_model(
     ``hand_model`` replaces the stored hand model path; it must be the same model. Without it the stored path is
     found as :func:`find_hand_model` says (a results tree that moved with its models still loads).
     """
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
-        raise ValueError(f"{path}: not a hand3d model checkpoint (expected keys 'config' and 'state_dict')")
+    checkpoint = read_checkpoint(path, map_location)
     config = dict(checkpoint["config"])
     config["hand_model"] = str(hand_model or find_hand_model(path, config["hand_model"]))
-    model = HandRegressor(**config)
+    try:
+        model = HandRegressor(**config)
+    except TypeError as error:  # a setting this version of hand3d does not know
+        raise ValueError(f"{path}: saved by another version of hand3d ({error})") from error
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

@@ -47,7 +47,7 @@ from hand3d.data import (
 )
 from hand3d.distributed import Processes, close_processes, init_processes, pick_device, run_torchrun
 from hand3d.losses import THREE_D_FORMS, PretrainWeights, TrainWeights
-from hand3d.model import HandRegressor, save_model, state_mismatches
+from hand3d.model import HandRegressor, read_checkpoint, save_model, state_mismatches
 from hand3d.objectives import PretrainObjective, TrainObjective
 from hand3d.train_state import load_state, save_state, signature, write_history
 
@@ -154,10 +154,8 @@ def load_initial_weights(model: HandRegressor, path: str) -> None:
     RGB filters, the heatmap filters staying zero (so an RGB pretraining starts an RGB+2D training). The hand model
     buffers stay the ones ``model`` was built with.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: not a hand3d model checkpoint")
-    config = checkpoint.get("config", {})
+    checkpoint = read_checkpoint(path)
+    config = checkpoint["config"]
     for key in ("backbone", "input_size", "num_pca"):
         if config.get(key) != model.config[key]:
             raise ValueError(f"{path}: {key} is {config.get(key)!r}, this model's is {model.config[key]!r}")

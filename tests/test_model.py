@@ -185,6 +185,29 @@ def test_the_same_model_saves_to_the_same_bytes(rgb_model, tmp_path):
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
 
 
+def test_a_model_file_that_cannot_be_loaded_fails_naming_the_file(rgb_model, hand_model_path, tmp_path):
+    good = tmp_path / "model.pt"
+    save_model(good, rgb_model)
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "text.pt").write_text("model weights\n")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    checkpoint = torch.load(good, weights_only=True)
+    checkpoint["config"]["head_layers"] = 2  # a setting from another version of hand3d
+    torch.save(checkpoint, tmp_path / "newer.pt")
+    for name, reason in [
+        ("truncated.pt", "not readable as a model file"),
+        ("random.pt", "not readable as a model file"),
+        ("text.pt", "not readable as a model file"),
+        ("other.pt", "not a hand3d model checkpoint"),
+        ("newer.pt", "saved by another version of hand3d"),
+    ]:
+        with pytest.raises(ValueError, match=f"{name}: {reason}"):
+            load_model(tmp_path / name, hand_model=hand_model_path)
+    with pytest.raises(FileNotFoundError, match="missing.pt: no such model file"):
+        load_model(tmp_path / "missing.pt", hand_model=hand_model_path)
+
+
 @pytest.fixture(scope="module")
 def resnet18_file(tmp_path_factory):
     """A torchvision-style resnet18 state dict (fc included), as a user's ImageNet checkpoint would be."""
