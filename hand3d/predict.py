@@ -74,7 +74,19 @@ def find_images(paths: list[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{path}: no such image or folder")
     if not images:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {[str(p) for p in paths]}")
+    _check_distinct_stems(images)
     return images
+
+
+def _check_distinct_stems(images: list[Path]) -> None:
+    """Outputs are named after the image's stem, in one folder: two images of one stem would overwrite."""
+    seen: dict[str, Path] = {}
+    for image in images:
+        if (other := seen.setdefault(image.stem, image)) != image:
+            raise ValueError(
+                f"{other} and {image} would write the same outputs ({image.stem}_<k>.obj, ...): "
+                "predict them into separate --out folders"
+            )
 
 
 def _hand_side(entry: dict, where: str) -> bool:
@@ -97,6 +109,8 @@ def load_boxes(path: str | Path) -> dict[str, list[tuple[list[float], bool]]]:
             box = hand.get("box") if isinstance(hand, dict) else None
             if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)):
                 raise ValueError(f"{where}: 'box' must be [x, y, w, h] in pixels")
+            if not (box[2] > 0 and box[3] > 0):
+                raise ValueError(f"{where}: the box needs a positive width and height, got {box[2]} x {box[3]}")
             boxes[name].append(([float(v) for v in box], _hand_side(hand, where)))
     return boxes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -101,7 +102,12 @@ def test_boxes_file_gives_one_output_per_hand(fixed_model, images, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("[1, 2]", "mapping image names"), ('{"a.png": [{"box": [1, 2]}]}', r"\[x, y, w, h\]"), ("{", "readable")],
+    [
+        ("[1, 2]", "mapping image names"),
+        ('{"a.png": [{"box": [1, 2]}]}', r"\[x, y, w, h\]"),
+        ('{"a.png": [{"box": [1, 2, 0, 5]}]}', "'a.png' hand 0: the box needs a positive width and height"),
+        ("{", "readable"),
+    ],
 )
 def test_bad_boxes_file_is_refused_naming_it(tmp_path, content, message):
     path = tmp_path / "boxes.json"
@@ -135,6 +141,12 @@ def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsy
     assert "wrote 1 hand to" in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "missing"), "--model", str(model_path), "--out", str(tmp_path)]) == 2
     assert "missing: no such image or folder" in capsys.readouterr().err
+    for folder in ("a", "b"):  # the same name in two folders: the outputs would overwrite each other
+        (tmp_path / "twins" / folder).mkdir(parents=True)
+        shutil.copy(images / "img2.png", tmp_path / "twins" / folder / "img2.png")
+    assert main(["predict", str(tmp_path / "twins"), "--model", str(model_path), "--out", str(tmp_path / "t")]) == 2
+    assert "img2.png would write the same outputs (img2_<k>.obj, ...)" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
 
 
 def test_a_moved_results_tree_finds_its_hand_model(tmp_path, monkeypatch):
