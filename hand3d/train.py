@@ -412,6 +412,7 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, grap
     run.model.train()
     generator = torch.Generator(run.device)
     before_compiling = CompileCounts.now() if _compiles(run) else None
+    saved_at = run.step
     while run.step < settings.iterations:
         asked = time.perf_counter()
         loaded = next(batches)
@@ -427,13 +428,18 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, grap
         run.step += 1
         count += 1
         progress.update()
-        if run.step % settings.log_every == 0 or run.step == settings.iterations:
-            _log_row(run, sums, count, time.perf_counter() - start, waited)
-            progress.set_postfix(loss=f"{run.history[-1][2]:.4g}")
-            sums.zero_()
-            count, waited, start = 0, 0.0, time.perf_counter()
-        if run.step % settings.checkpoint_every == 0 and run.step < settings.iterations:
+        if run.step % settings.log_every and run.step < settings.iterations:
+            continue
+        _log_row(run, sums, count, time.perf_counter() - start, waited)
+        progress.set_postfix(loss=f"{run.history[-1][2]:.4g}")
+        sums.zero_()
+        count, waited, start = 0, 0.0, time.perf_counter()
+        # At the first row's end from each checkpoint_every steps on: a state holds whole rows, so a resumed run
+        # logs what an uninterrupted one does.
+        due = run.step // settings.checkpoint_every > saved_at // settings.checkpoint_every
+        if due and run.step < settings.iterations:
             _checkpoint(run, state_dir)
+            saved_at = run.step
     progress.close()
 
 

@@ -175,6 +175,22 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(hand_model
     )
 
 
+def test_checkpoints_hold_whole_history_rows(hand_model_path, synthetic_packed, tmp_path, monkeypatch):
+    """A state saved mid-row would lose that row's first steps on resume: checkpoints wait for the row's end."""
+    import hand3d.train as train_module
+
+    saved = []
+    real_save = train_module._save_state
+
+    def save_and_note(run, state_dir):
+        saved.append((run.step, run.history[-1][0] if run.history else None))
+        real_save(run, state_dir)
+
+    monkeypatch.setattr(train_module, "_save_state", save_and_note)
+    _run(_settings(hand_model_path, synthetic_packed, iterations=16, log_every=4, checkpoint_every=6), tmp_path)
+    assert saved == [(8, 8), (12, 12), (16, 16)]  # due at 6 and 12, at the rows' ends; then the finished state
+
+
 def test_a_checkpoint_from_other_settings_is_not_reused(hand_model_path, synthetic_packed, tmp_path, caplog):
     settings = _settings(hand_model_path, synthetic_packed, iterations=10)
     _run(settings, tmp_path)
