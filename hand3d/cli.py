@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 DEFAULT_MODEL = "results/hand_model/MANO_RIGHT.npz"
 
@@ -36,6 +37,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     """Write the OBJ mesh (and optionally the 21 keypoints as JSON) of a hand with the given parameters."""
     import torch
 
+    from hand3d.atomic import atomic_write
     from hand3d.hand_layer import NUM_BETAS, HandLayer
     from hand3d.hand_model import write_obj
 
@@ -47,8 +49,8 @@ def cmd_mesh(args: argparse.Namespace) -> int:
         out = layer(rotation, pose, betas)
     write_obj(args.out, out.vertices[0].numpy(), layer.faces)
     if args.keypoints:
-        with open(args.keypoints, "w") as f:
-            json.dump({"keypoints_3d": out.keypoints[0].tolist(), "order": "openpose21", "units": "m"}, f)
+        record = {"keypoints_3d": out.keypoints[0].tolist(), "order": "openpose21", "units": "m"}
+        atomic_write(args.keypoints, lambda tmp: Path(tmp).write_text(json.dumps(record)))
     print(f"wrote {args.out} ({layer.num_vertices} vertices)")
     return 0
 
