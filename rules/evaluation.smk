@@ -84,6 +84,7 @@ rule freihand_benchmark:
     params:
         root=root_of("freihand"),
         eval_root=lookup(dpath="datasets/freihand/eval_root", within=config),
+        version=versions.EVALUATION,
     script:
         "../workflow_scripts/freihand_benchmark.py"
 
