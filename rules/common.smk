@@ -66,6 +66,11 @@ def dataset_root(wildcards) -> str:
 
 
 def demo_input(wildcards) -> list[str]:
+    """The stand-in a split is read from (none for a real root); a split the dataset does not have fails here."""
+    if wildcards.split not in registry.SPLITS[wildcards.dataset]:
+        raise ValueError(
+            f"{wildcards.dataset} has no {wildcards.split} split (it has {registry.SPLITS[wildcards.dataset]})"
+        )
     return demo_folder(wildcards.dataset)
 
 

@@ -118,6 +118,11 @@ def test_a_dataset_with_a_null_root_is_left_out_of_every_experiment(tmp_path):
     assert failed.returncode != 0 and "but the root of each is null" in failed.stdout + failed.stderr
 
 
+def test_a_split_the_dataset_lacks_fails_when_the_dag_is_built(workdir):
+    failed = snakemake(workdir, "-n", "--cores", "1", "results/datasets/panoptic_test.h5", check=False)
+    assert failed.returncode != 0 and "panoptic has no test split (it has ('train',))" in failed.stdout + failed.stderr
+
+
 def test_lint_is_clean():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
