@@ -47,12 +47,26 @@ def test_block_size_and_empty_shards_change_nothing(index, tmp_path, monkeypatch
     assert streamed["heatmap_size"] == (40, 40)
 
 
-def test_stage_outputs_appear_only_when_complete(index, tmp_path):
+def test_stage_outputs_appear_only_when_complete(index, tmp_path, monkeypatch):
+    from hand3d import segment
+
     crops = str(tmp_path / "crops.h5")
     real_data.crop_shard(index, 0, 1, crops, str(tmp_path / "issues.json"), num_params=22)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="no_such_option"):
         real_data.segment_shard(crops, str(tmp_path / "masks.h5"), {"no_such_option": 1})
-    assert not list(tmp_path.glob("*masks*")), "nothing half-written is left"
+    monkeypatch.setattr(real_data, "BLOCK", 1)  # one block per sample: the first is written before the failure
+    real_grabcut, calls = segment.grabcut_mask, []
+
+    def grabcut_then_fail(*args):
+        calls.append(real_grabcut(*args))
+        if len(calls) == 2:
+            raise RuntimeError("killed on the second sample")
+        return calls[-1]
+
+    monkeypatch.setattr(segment, "grabcut_mask", grabcut_then_fail)
+    with pytest.raises(RuntimeError, match="killed on the second sample"):
+        real_data.segment_shard(crops, str(tmp_path / "masks.h5"), {"iterations": 2})
+    assert len(calls) == 2 and not list(tmp_path.glob("*masks*")), "nothing half-written is left"
 
 
 def test_a_detection_folder_that_holds_no_result_for_the_shard_fails(index, tmp_path):
@@ -64,7 +78,7 @@ def test_a_detection_folder_that_holds_no_result_for_the_shard_fails(index, tmp_
     (tmp_path / "openpose").mkdir()
     with pytest.raises(ValueError, match="openpose: no OpenPose result for any of the 2 images"):
         real_data.heatmap_shard(crops, index, str(maps), str(tmp_path / "openpose"), 40, 6.0)
-    assert not maps.exists(), "no blank heatmaps are left as if complete"
+    assert not list(tmp_path.glob("*maps*")), "no blank heatmaps are left as if complete"
     sample = real_data.load_index(index)[0][0]
     side = "hand_left_keypoints_2d" if sample.is_left else "hand_right_keypoints_2d"
     hands = {side: sample.keypoints_2d.ravel().tolist()}  # the detector finds the labelled keypoints
