@@ -72,11 +72,37 @@ def test_shipped_config_dry_runs_every_stage(workdir):
         assert f"rule {rule}:" in out, rule
 
 
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """{"a/b/c": value} of a nested config."""
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        out.update(_leaves(value, path + "/") if isinstance(value, dict) and value else {path: value})
+    return out
+
+
 def test_paper_scale_is_one_config_switch_away(workdir):
-    out = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "configs/paper.yaml")).stdout
-    assert "render_synthetic" in out
-    config = yaml.safe_load((REPO / "configs/paper.yaml").read_text())
-    assert config["synthetic"] == {"train": 18000, "test": 2000}
+    snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "configs/paper.yaml"))  # Snakemake takes it
+    from snakemake.utils import update_config, validate
+
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+    merged = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(merged, yaml.safe_load((REPO / "configs/paper.yaml").read_text()))  # what --configfile does
+    for config in (shipped, merged):
+        validate(config, str(REPO / "rules/schemas/config.schema.yaml"))  # and fills the defaults, as the Snakefile
+    before, after = _leaves(shipped), _leaves(merged)
+    changed = {key: after[key] for key in after if before.get(key) != after[key]}
+    assert changed == {  # the sizes only, as the README says, and the reference mask weight
+        "synthetic/train": 18000,
+        "synthetic/test": 2000,
+        "model/backbone": "resnet34",
+        "model/input_size": 256,
+        "pretrain/iterations": 180000,
+        "pretrain/batch_size": 32,
+        **{f"experiments/{run}/iterations": 100000 for run in ("rgb", "rgb_2d")},
+        **{f"experiments/{run}/batch_size": 16 for run in ("rgb", "rgb_2d")},
+        **{f"experiments/{run}/weights/mask": 100.0 for run in ("rgb", "rgb_2d")},
+    }
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
