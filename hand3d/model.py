@@ -329,6 +329,7 @@ class HandRegressor(nn.Module):
             "input_size": int(input_size),
             "num_pca": int(num_pca),
         }
+        self.meta: dict = {}  # how a loaded model was trained (save_model's meta): the heatmaps' sigma, say
         self.layout = ParamLayout(num_pca)
         self.backbone, feature_dim = build_backbone(backbone, INPUTS[inputs], weights_path)
         self.head = nn.Linear(feature_dim, self.layout.size)
@@ -468,4 +469,5 @@ def load_model(
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise ValueError(f"{path}: the weights do not fit the model {config}: {error}") from error
+    model.meta = dict(checkpoint.get("meta") or {})
     return model.to(map_location).eval()

@@ -59,7 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-HEATMAP_SIZE, HEATMAP_SIGMA = 80, 6.0  # the pipeline's defaults (config real.heatmaps)
+HEATMAP_SIZE, HEATMAP_SIGMA = 80, 6.0  # the pipeline's defaults (config real.heatmaps); the model's sigma wins
 
 
 def find_images(paths: list[str | Path]) -> list[Path]:
@@ -266,7 +266,8 @@ class Predictor:
         crops = np.stack([crop_image(image.pixels, hand.box) for image, hand in hands])
         maps = None
         if self.model.uses_heatmaps:
-            maps = np.stack([_heatmaps(hand, HEATMAP_SIZE, HEATMAP_SIGMA) for _, hand in hands])
+            sigma = float(self.model.meta.get("heatmap_sigma", HEATMAP_SIGMA))  # as the model was trained
+            maps = np.stack([_heatmaps(hand, HEATMAP_SIZE, sigma) for _, hand in hands])
         pred = predict_crops(self.model, crops, maps, batch_size=self.batch_size)
         return [{key: value[i] for key, value in pred.items()} for i in range(len(hands))]
 

@@ -82,7 +82,7 @@ class Settings:
     three_d_form: str = "weak_perspective"
     loss_weights: dict = field(default_factory=dict)
     augment: dict = field(default_factory=dict)
-    heatmap_sigma: float = 6.0
+    heatmap_sigma: float = 6.0  # crop pixels: of the packed heatmaps (real.heatmaps.sigma), and of those drawn here
     seed: int = 0
     # how it runs
     device: str = "auto"
@@ -454,6 +454,8 @@ def train(settings: Settings, model_out: str, history_out: str, state_dir: str) 
         if run.processes.is_main:
             write_history(history_out, run.columns, run.history)
             meta = {"stage": settings.stage, "iterations": run.step, "signature": run.signature}
+            if settings.inputs == "rgb+2d":  # prediction draws its input heatmaps as training saw them
+                meta["heatmap_sigma"] = settings.heatmap_sigma
             save_model(model_out, run.model, meta)
             # The finished state stays: a rerun with the same signature rewrites the outputs without training again.
             _save_state(run, state_dir)

@@ -149,7 +149,7 @@ def _training_shared() -> dict:
         "num_pca": config["hand_model"]["num_pca"],
         "seed": shared["seed"],
         "augment": shared["augment"],
-        "heatmap_sigma": shared["heatmap_sigma"],
+        "heatmap_sigma": config["real"]["heatmaps"]["sigma"],
         "log_every": shared["log_every"],
         "checkpoint_every": shared["checkpoint_every"],
         "readers": shared["readers"],

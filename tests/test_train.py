@@ -83,9 +83,11 @@ def test_training_from_pretrained_weights_lowers_the_2d_error(hand_model_path, s
     settings = _settings(
         hand_model_path, synthetic_packed, stage="train", init=str(pretrained), inputs=inputs, loss_weights=weights
     )
-    _, rows = _run(settings, tmp_path / "train")
+    model_path, rows = _run(replace(settings, heatmap_sigma=4.0), tmp_path / "train")
     assert rows[-1]["total"] < rows[0]["total"], rows
     assert rows[-1]["error_2d_px"] < rows[0]["error_2d_px"], rows
+    meta = load_model(model_path).meta  # prediction draws the heatmaps of an RGB+2D model with its sigma
+    assert meta.get("heatmap_sigma") == (4.0 if inputs == "rgb+2d" else None), meta
 
 
 def test_a_state_saved_before_data_wait_was_logged_still_resumes(hand_model_path, synthetic_packed, tmp_path):
