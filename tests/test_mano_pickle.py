@@ -69,10 +69,23 @@ def test_fixture_has_python2_mano_structure(mano_path: Path) -> None:
     assert {"v_template", "shapedirs", "J_regressor", "_dirty_vars", "x", "idxs", "_shape", "lbs"} <= keys
 
 
-def test_loader_does_not_import_chumpy(mano_path: Path) -> None:
-    had_chumpy = "chumpy" in sys.modules
+def test_loader_does_not_import_chumpy(mano_path: Path, monkeypatch) -> None:
+    """Not even an attempt: chumpy is not installed here, so a failed import would leave sys.modules unchanged."""
+    attempts = []
+
+    class RecordChumpy:
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] == "chumpy":
+                attempts.append(name)
+            return None  # let the other finders decide
+
+    monkeypatch.delitem(sys.modules, "chumpy", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [RecordChumpy(), *sys.meta_path])
     load_mano_pickle(mano_path)
-    assert ("chumpy" in sys.modules) == had_chumpy
+    assert attempts == []
+    with pytest.raises(ImportError):
+        import chumpy  # noqa: F401  the recorder sees imports: this one is recorded
+    assert attempts == ["chumpy"]
 
 
 # --- round trip ---------------------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_stb_depth_frame_palm_root_projection_and_mirroring(built):
     work, truth = built
     data = _packed(work, "stb_test")
     counting = [i for i, n in enumerate(data["names"]) if n.startswith("B1Counting/")]
-    assert len(data["names"]) == 4 and data["is_left"].all()
+    assert len(data["names"]) == 4 and data["is_left"].all() and counting, data["names"]
     for frame, i in enumerate(counting):
         xyz = truth["stb"][frame]
         np.testing.assert_allclose(data["keypoints_3d"][i], xyz * [-1, 1, 1], atol=1e-5)  # mirrored X' = -X

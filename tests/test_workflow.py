@@ -305,7 +305,8 @@ def test_readme_dag_picture_is_current(workdir):
 
 
 def test_schema_fills_defaults(tmp_path):
-    """A config naming no keys still runs: the schema supplies every default (num_pca reaches the preview's params)."""
+    """A config naming no keys still plans the whole DAG: the schema supplies every default."""
     (tmp_path / "config.yaml").write_text("hand_model: {}\n")
     out = snakemake(tmp_path, "-n", "--cores", "1", "--workflow-profile", "none", "--printshellcmds").stdout
-    assert "rule hand_model_preview:" in out
+    for rule in ("hand_model_preview", "render_synthetic", "crop", "pretrain", "train", "evaluate", "eval_summary"):
+        assert f"rule {rule}:" in out, rule
