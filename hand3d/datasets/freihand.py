@@ -20,7 +20,6 @@ Keypoints are already in the OpenPose-21 order; all hands are right hands.
 
 from __future__ import annotations
 
-import json
 import logging
 import numbers
 import os
@@ -29,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hand3d.atomic import atomic_write
 from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, require
+from hand3d.datasets.mpii_nzsl import write_jpeg, write_json  # the stand-ins' atomic writers
 from hand3d.json_input import read_json
 from hand3d.keypoints import to_openpose
 
@@ -234,28 +233,6 @@ def _other_versions(photographer, shot, rng: np.random.Generator) -> list[np.nda
     return [hom, sample, auto]
 
 
-def _write_jpeg(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    pixels = np.ascontiguousarray(image[..., ::-1] if image.ndim == 3 else image)  # RGB -> BGR for OpenCV
-
-    def write(tmp: str) -> None:
-        if not cv2.imwrite(tmp, pixels):
-            raise OSError(f"could not write {path}")
-
-    atomic_write(path, write)
-
-
-def _write_json(path: Path, data: list) -> None:
-    """Like the published files: plain nested lists of floats."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-
-    atomic_write(path, write)
-
-
 def _annotation(shot) -> dict[str, list]:
     """One sample's entries of the *_{K,xyz,verts,mano,scale}.json files.
 
@@ -279,9 +256,9 @@ def _shoot_split(photographer, seed: int, main: Path, split: str, count: int) ->
         variations = _other_versions(photographer, shot, _demo_rng(seed, split, index, 1)) if split == "train" else []
         images = [shot.image, *variations]
         for version, image in enumerate(images):
-            _write_jpeg(folder / "rgb" / f"{index + count * version:08d}.jpg", image)
+            write_jpeg(folder / "rgb" / f"{index + count * version:08d}.jpg", image)
         if split == "train":
-            _write_jpeg(folder / "mask" / f"{index:08d}.jpg", shot.mask * np.uint8(255))
+            write_jpeg(folder / "mask" / f"{index:08d}.jpg", shot.mask * np.uint8(255))
         for key, value in _annotation(shot).items():
             lists[key].append(value)
     return lists
@@ -296,11 +273,11 @@ def write_demo(root: str | Path, photographer, seed: int, train: int = 8, test: 
     """
     main, evaluation = Path(root) / MAIN_FOLDER, Path(root) / EVAL_FOLDER
     for key, values in _shoot_split(photographer, seed, main, "train", train).items():
-        _write_json(main / f"training_{key}.json", values)
+        write_json(main / f"training_{key}.json", values)
     labels = _shoot_split(photographer, seed, main, "test", test)
     for key in ("K", "scale"):
-        _write_json(main / f"evaluation_{key}.json", labels[key])
+        write_json(main / f"evaluation_{key}.json", labels[key])
     for key, values in labels.items():
-        _write_json(evaluation / f"evaluation_{key}.json", values)
+        write_json(evaluation / f"evaluation_{key}.json", values)
     log.info("%s stand-in in %s: %d training ids x %d versions, %d test", DATASET, main, train, len(VERSIONS), test)
     return main

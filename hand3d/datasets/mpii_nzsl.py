@@ -135,12 +135,14 @@ def _annotation(shot: Shot, rng: np.random.Generator) -> dict:
     }
 
 
-def write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB image as a quality-95 JPEG (BGR for OpenCV), atomically."""
+def write_jpeg(path: Path, image: np.ndarray) -> None:
+    """Write an RGB (H, W, 3) or grey (H, W) image as a quality-95 JPEG (BGR for OpenCV), atomically."""
     import cv2
 
+    pixels = np.ascontiguousarray(image[..., ::-1] if image.ndim == 3 else image)
+
     def write(tmp: str) -> None:
-        if not cv2.imwrite(tmp, np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95]):
+        if not cv2.imwrite(tmp, pixels, [cv2.IMWRITE_JPEG_QUALITY, 95]):
             raise OSError(f"{path}: could not write the JPEG")
 
     atomic_write(path, write)
