@@ -188,5 +188,5 @@ def test_rodrigues_matches_opencv():
         np.testing.assert_allclose(rot, cv2.Rodrigues(rvec)[0], atol=1e-12)
         np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
         assert np.isclose(np.linalg.det(rot), 1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 3\), got \(4,\)"):
         cam.rodrigues(np.zeros(4))

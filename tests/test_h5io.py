@@ -155,7 +155,7 @@ def test_exception_inside_the_writer_leaves_no_file(tmp_path):
 def test_a_failed_append_caught_inside_the_block_still_writes_nothing(tmp_path):
     path = tmp_path / "x.h5"
     with PackedWriter(path, "test", "train", P) as writer:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"x\.h5: field 'images': expected shape"):
             writer.append(make_batch(1, seed=9) | {"images": np.zeros((1, 3, 3, 3), np.uint8)})
         writer.append(make_batch(1, seed=9))  # a rejected batch wrote nothing, so the file stays consistent
     assert validate_packed(path)["num_samples"] == 1

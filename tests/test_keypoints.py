@@ -167,7 +167,7 @@ def test_gather_arrays_are_readonly_permutations():
     for idx in kp.GATHER.values():
         assert idx.dtype.kind == "i"
         assert sorted(idx.tolist()) == list(range(21))
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="read-only"):
             idx[0] = 1
     assert np.array_equal(kp.STB_TO_OPENPOSE[kp.STB_TO_OPENPOSE], np.arange(21))  # STB's gather is an involution
 

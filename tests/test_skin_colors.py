@@ -47,8 +47,16 @@ def test_tones_span_light_to_dark(colors):
     assert mean_luma.max() - mean_luma.min() > 0.35
 
 
-def test_colours_vary_smoothly_over_the_hand(colors):
-    assert np.all(_luma(colors).std(axis=1) > 0.005)
+def test_colours_vary_smoothly_over_the_hand(procedural_arrays, colors):
+    """The colours vary over the hand, and neighbours differ far less than the same colours put at random places."""
+    luma = _luma(colors)
+    assert np.all(luma.std(axis=1) > 0.005)
+    faces = procedural_arrays["f"]
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    shuffled = luma[:, np.random.default_rng(0).permutation(luma.shape[1])]
+    across = np.abs(luma[:, edges[:, 0]] - luma[:, edges[:, 1]]).mean(axis=1)
+    across_shuffled = np.abs(shuffled[:, edges[:, 0]] - shuffled[:, edges[:, 1]]).mean(axis=1)
+    assert np.all(across < 0.5 * across_shuffled), (across, across_shuffled)
 
 
 def test_dorsal_direction_points_out_of_the_back(procedural_arrays):
