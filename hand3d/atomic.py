@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: str | os.PathLike, value: object, indent: int | None = None) -> None:
+    """``value`` as JSON (UTF-8, a final newline when indented) to ``path`` atomically."""
+    text = json.dumps(value, indent=indent) + ("\n" if indent is not None else "")
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: object) -> None:

@@ -37,7 +37,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     """Write the OBJ mesh (and optionally the 21 keypoints as JSON) of a hand with the given parameters."""
     import torch
 
-    from hand3d.atomic import atomic_write
+    from hand3d.atomic import atomic_write_json
     from hand3d.hand_layer import NUM_BETAS, HandLayer
     from hand3d.hand_model import write_obj
 
@@ -50,7 +50,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     write_obj(args.out, out.vertices[0].numpy(), layer.faces)
     if args.keypoints:
         record = {"keypoints_3d": out.keypoints[0].tolist(), "order": "openpose21", "units": "m"}
-        atomic_write(args.keypoints, lambda tmp: Path(tmp).write_text(json.dumps(record)))
+        atomic_write_json(args.keypoints, record)
     print(f"wrote {args.out} ({layer.num_vertices} vertices)")
     return 0
 
@@ -141,7 +141,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """A model and the mean-hand baseline on a packed test set: metrics.json, pck.png and samples.png in --out."""
-    from pathlib import Path
 
     from hand3d.eval_summary import headline_metrics
     from hand3d.evaluate import evaluate

@@ -14,7 +14,6 @@ predicts: the mean hand, palm-facing, centred in the crop), so a reader sees at 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from hand3d import metrics
-from hand3d.atomic import atomic_write
+from hand3d.atomic import atomic_write_json
 from hand3d.crop import CROP_SIZE
 from hand3d.drawing import draw_mask_outline, draw_skeleton, tile
 from hand3d.h5io import open_packed, read_samples
@@ -218,5 +217,5 @@ def evaluate(
     title = f"{Path(model_path).parent.name} on {dataset} test ({test.count} samples)"
     plot_pck(_panels(dataset, inputs, model_scores, baseline), out_plot, title)
     sample_overlays(model, test, pred["params"], out_samples)
-    atomic_write(out_json, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    atomic_write_json(out_json, record, indent=1)
     return record

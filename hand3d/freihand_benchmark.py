@@ -11,14 +11,13 @@ Procrustes-aligned scores (the benchmark's headline) do not depend on that place
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from hand3d import metrics
-from hand3d.atomic import atomic_write
+from hand3d.atomic import atomic_write_json
 from hand3d.camera import lift_weak_perspective
 from hand3d.crop import camera_from_crop, crop_image, whole_image_box
 from hand3d.datasets.freihand import read_annotation_file
@@ -94,7 +93,7 @@ def evaluate_freihand(pred_json: str, gt_folder: str, out_json: str | None = Non
     record["paper"] = {"source": "Boukhayma et al. as evaluated in the FreiHAND paper (Zimmermann et al. 2019)"}
     record["paper"].update(FREIHAND)
     if out_json:
-        atomic_write(out_json, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+        atomic_write_json(out_json, record, indent=1)
     return record
 
 
@@ -142,5 +141,5 @@ def predict_freihand(
             K = Ks[start + i]
             xyz.append(lift_weak_perspective(pred["keypoints_3d"][i], camera, K).tolist())
             verts.append(lift_weak_perspective(pred["vertices"][i], camera, K).tolist())
-    atomic_write(out_json, lambda tmp: Path(tmp).write_text(json.dumps([xyz, verts])))
+    atomic_write_json(out_json, [xyz, verts])
     return len(xyz)

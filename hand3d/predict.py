@@ -16,7 +16,6 @@ image). Outputs per hand ``<stem>_<k>.obj`` (metres, camera axes, the hand model
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from hand3d.atomic import atomic_write
+from hand3d.atomic import atomic_write_json
 from hand3d.crop import (
     CropBox,
     camera_from_crop,
@@ -288,7 +287,7 @@ class Predictor:
             stem = self.out_dir / f"{image.path.stem}_{k}"
             vertices = _unmirrored(pred["vertices"], hand.box.mirrored)
             write_obj(f"{stem}.obj", vertices, faces[:, ::-1] if hand.box.mirrored else faces)
-            atomic_write(f"{stem}.json", lambda tmp, r=record: Path(tmp).write_text(json.dumps(r, indent=1)))
+            atomic_write_json(f"{stem}.json", record, indent=1)
             meshes.append(screen_vertices(vertices, record["camera"]["image"]))
             mirrored.append(hand.box.mirrored)
             keypoints.append(np.asarray(record["keypoints_2d"]))

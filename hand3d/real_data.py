@@ -19,7 +19,7 @@ import cv2
 import h5py
 import numpy as np
 
-from hand3d.atomic import atomic_write
+from hand3d.atomic import atomic_write_json
 from hand3d.crop import CROP_SIZE, CropBox, crop_box, crop_image, crop_keypoints, to_crop, visible_inside
 from hand3d.datasets.base import RawSample
 from hand3d.h5io import PackedWriter, open_packed, read_field
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def _write_json(path: str, data: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1)))
+    atomic_write_json(path, data, indent=1)
 
 
 def reader(dataset: str):

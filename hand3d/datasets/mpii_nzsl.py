@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hand3d.atomic import atomic_write
+from hand3d.atomic import atomic_write, atomic_write_json
 from hand3d.datasets.base import RawSample, ReadResult, require
 from hand3d.keypoints import NUM_KEYPOINTS
 
@@ -150,7 +150,7 @@ def write_jpeg(path: Path, image: np.ndarray) -> None:
 
 def write_json(path: Path, value: object) -> None:
     """Write JSON atomically."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value), encoding="utf-8"))
+    atomic_write_json(path, value)
 
 
 def _write_split(
