@@ -310,3 +310,19 @@ def test_schema_fills_defaults(tmp_path):
     out = snakemake(tmp_path, "-n", "--cores", "1", "--workflow-profile", "none", "--printshellcmds").stdout
     for rule in ("hand_model_preview", "render_synthetic", "crop", "pretrain", "train", "evaluate", "eval_summary"):
         assert f"rule {rule}:" in out, rule
+
+
+def test_schema_model_defaults_are_the_designs(tmp_path):
+    """A config naming no model gets DESIGN section 6's network, the library's own defaults (ResNet-34, 256 px)."""
+    import inspect
+
+    from snakemake.utils import validate
+
+    from hand3d.model import HandRegressor
+    from hand3d.train import Settings
+
+    config = {"hand_model": {}}
+    validate(config, str(REPO / "rules/schemas/config.schema.yaml"))
+    signature = inspect.signature(HandRegressor).parameters
+    for key, design in (("backbone", "resnet34"), ("input_size", 256)):
+        assert config["model"][key] == signature[key].default == Settings.__dataclass_fields__[key].default == design
