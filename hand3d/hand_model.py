@@ -70,9 +70,11 @@ def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) 
 def build_hand_model(npz_path: str, obj_path: str, mano_pkl: str | None = None) -> dict[str, np.ndarray]:
     """Write `MANO_RIGHT.npz` and its template OBJ: converted from `mano_pkl` if given, else procedural."""
     if mano_pkl:
+        from hand3d.handedness import check_right_hand
         from hand3d.mano_pickle import file_md5, load_mano_pickle
 
         arrays = {k: v for k, v in load_mano_pickle(mano_pkl).items() if k in MANO_KEYS or k == "J"}
+        check_right_hand(mano_pkl, arrays)
         arrays["tip_vertex_ids"] = MANO_TIP_VERTEX_IDS
         provenance = {"source": "mano_pkl", "source_md5": file_md5(mano_pkl), "generator_version": 0}
     else:

@@ -14,6 +14,7 @@ from hand3d.hand_model import (
     load_hand_model_arrays,
     save_hand_model,
 )
+from hand3d.handedness import curl_side
 from hand3d.mano_pickle import UnsafePickleError, file_md5
 
 
@@ -72,6 +73,26 @@ def test_mano_structured_pickle_converts(tmp_path, coarse_hand):
     np.testing.assert_allclose(arrays["J_regressor"], coarse_hand["J_regressor"])
     smplx.MANO(str(npz), ext="npz", use_pca=True, num_pca_comps=6, flat_hand_mean=False)
     assert obj.read_text().count("\nv ") == len(coarse_hand["v_template"])
+
+
+def _mirrored(arrays: dict) -> dict:
+    """The left hand MANO_LEFT.pkl holds: the right one mirrored in x, faces turned, mean pose mirrored."""
+    flip = np.array([-1.0, 1.0, 1.0])
+    out = dict(arrays, v_template=arrays["v_template"] * flip, J=arrays["J"] * flip, f=arrays["f"][:, ::-1].copy())
+    out["shapedirs"] = arrays["shapedirs"] * flip[:, None]
+    out["hands_mean"] = (arrays["hands_mean"].reshape(-1, 3) * np.array([1.0, -1.0, -1.0])).ravel()
+    return out
+
+
+def test_a_left_hand_pickle_is_refused_naming_it(tmp_path, coarse_hand):
+    assert curl_side(coarse_hand) < -0.9  # the right hand's fingers curl away from its back
+    assert curl_side(dict(coarse_hand, hands_mean=np.zeros(45))) is None  # a flat mean pose cannot tell
+    pkl = tmp_path / "MANO_LEFT.pkl"
+    write_mano_like_pickle(pkl, _mirrored(_mano_like(coarse_hand)), chumpy_keys=("shapedirs",), select_key="J")
+    npz = tmp_path / "MANO_RIGHT.npz"
+    with pytest.raises(ValueError, match=r"MANO_LEFT\.pkl: this is a left-hand model .*cosine \+0\.9"):
+        build_hand_model(str(npz), str(tmp_path / "template.obj"), mano_pkl=str(pkl))
+    assert not npz.exists()
 
 
 def test_unsafe_pickle_is_refused_and_nothing_written(tmp_path, coarse_hand):

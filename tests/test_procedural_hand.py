@@ -60,6 +60,13 @@ def test_right_hand_thumb_placement(hand_layer):
     assert torch.dist(rest[1], rest[4]) < torch.dist(rest[9], rest[12]) + torch.dist(rest[0], rest[9])
 
 
+def test_mean_pose_reads_as_a_right_hand(procedural_arrays):
+    """The check a converted MANO pickle goes through (hand3d.handedness) takes the procedural hand for a right one."""
+    from hand3d.handedness import curl_side
+
+    assert curl_side(procedural_arrays) < -0.9
+
+
 def test_skinning_weights_are_a_partition_of_unity_and_smooth(procedural_arrays):
     w, f = procedural_arrays["weights"], procedural_arrays["f"].astype(np.int64)
     assert w.shape[1] == 16 and np.all(w >= 0)
