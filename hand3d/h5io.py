@@ -21,8 +21,8 @@ dataset            shape, dtype         meaning
 =================  ===================  ===========================================================================
 
 File attributes: ``layout_version`` (:data:`LAYOUT_VERSION`), ``source``, ``split``, ``keypoint_order``
-(``"openpose21"``), ``crop_size`` (320), ``hand3d_version``, ``num_params`` (P) and ``content_sha256``
-(:func:`content_checksum`).
+(``"openpose21"``), ``crop_size`` (320), ``hand3d_version``, ``num_params`` (P), ``content_sha256``
+(:func:`content_checksum`) and ``field_sha256`` (:func:`fields_checksum`).
 
 Storage: datasets are resizable along axis 0 and uncompressed (reads stay fast); ``images``, ``masks``,
 ``heatmaps`` and ``vertices`` are chunked one sample per chunk so a training loader reads single samples cheaply, the
@@ -34,11 +34,17 @@ Checksum (``content_sha256``): SHA-256 over the datasets in sorted name order; f
 followed by the 32-byte SHA-256 digest of its data: the C-order little-endian bytes of a numeric dataset, or for a
 string dataset each element as an 8-byte little-endian length then its UTF-8 bytes. The attributes are not
 covered, so the same arrays give the same checksum whatever hand3d version or batch sizes wrote them.
+
+Per field (``field_sha256``): a JSON object mapping each dataset's name to the SHA-256 of its own entry (the same
+header line bytes followed by its data digest), so a reader of some fields can tell whether those changed: a
+training run that reads no heatmaps is not redone because the heatmaps were redrawn. Files written before it have
+``content_sha256`` only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,6 +66,7 @@ __all__ = [
     "PackedWriter",
     "concat_packed",
     "content_checksum",
+    "fields_checksum",
     "open_packed",
     "read_samples",
     "validate_packed",
@@ -172,13 +179,38 @@ def _update_numeric(hasher, block: np.ndarray) -> None:
     hasher.update(np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")).data)
 
 
-def _combine(entries: Iterable[tuple[str, str, tuple[int, ...], bytes]]) -> str:
+Entry = tuple[str, str, tuple[int, ...], bytes]  # a dataset's name, dtype token, shape and data digest
+
+
+def _entry_bytes(entry: Entry) -> bytes:
+    name, token, shape, digest = entry
+    return f"{name}\n{token}\n{','.join(map(str, shape))}\n".encode() + digest
+
+
+def _combine(entries: Iterable[Entry]) -> str:
     """The file digest from (name, dtype token, shape, data digest) of each dataset, in sorted name order."""
     top = hashlib.sha256()
-    for name, token, shape, digest in sorted(entries):
-        top.update(f"{name}\n{token}\n{','.join(map(str, shape))}\n".encode())
-        top.update(digest)
+    for entry in sorted(entries):
+        top.update(_entry_bytes(entry))
     return top.hexdigest()
+
+
+def _field_digests(entries: Iterable[Entry]) -> str:
+    """The ``field_sha256`` attribute: JSON ``{name: SHA-256 of the dataset's entry}``, names sorted."""
+    return json.dumps({entry[0]: hashlib.sha256(_entry_bytes(entry)).hexdigest() for entry in sorted(entries)})
+
+
+def fields_checksum(path: str | os.PathLike, fields: Iterable[str]) -> str | None:
+    """SHA-256 over the stored per-field digests of ``fields`` (in sorted order); None when the file stores none."""
+    with h5py.File(path, "r") as f:
+        stored = f.attrs.get("field_sha256")
+    if stored is None:
+        return None
+    digests = json.loads(stored)
+    missing = sorted(set(fields) - set(digests))
+    if missing:
+        raise ValueError(f"{path}: field_sha256 has no digest of {missing}")
+    return hashlib.sha256("".join(f"{name}:{digests[name]}\n" for name in sorted(set(fields))).encode()).hexdigest()
 
 
 def _dataset_digest(dataset: h5py.Dataset) -> bytes:
@@ -201,15 +233,19 @@ def _blocks(dataset: h5py.Dataset, is_string: bool) -> Iterable[np.ndarray]:
         yield dataset[start : start + step]
 
 
-def content_checksum(h5file: h5py.File) -> str:
-    """Recompute the ``content_sha256`` of an open packed file (definition in the module docstring)."""
+def _entries(h5file: h5py.File) -> list[Entry]:
     entries = []
     for name in sorted(h5file):
         dataset = h5file[name]
         if not isinstance(dataset, h5py.Dataset):
             raise ValueError(f"{h5file.filename}: {name!r} is a group; a packed file holds datasets only")
         entries.append((name, _dtype_token(dataset.dtype), dataset.shape, _dataset_digest(dataset)))
-    return _combine(entries)
+    return entries
+
+
+def content_checksum(h5file: h5py.File) -> str:
+    """Recompute the ``content_sha256`` of an open packed file (definition in the module docstring)."""
+    return _combine(_entries(h5file))
 
 
 # ---------------------------------------------------------------- batch validation
@@ -374,17 +410,21 @@ class PackedWriter:
         attrs["keypoint_order"], attrs["crop_size"] = KEYPOINT_ORDER, CROP_SIZE
         attrs["hand3d_version"], attrs["num_params"] = __version__, self.dims["P"]
         attrs["content_sha256"] = self.checksum()
+        attrs["field_sha256"] = _field_digests(self._entries())
         self._file.close()
         self._file = None
         os.replace(self._tmp, self.path)
 
-    def checksum(self) -> str:
-        """``content_sha256`` of what was appended so far."""
+    def _entries(self) -> list[Entry]:
         entries = []
         for name, shape in self.shapes.items():
             token = STRING if name == "names" else np.dtype(FIELD_BY_NAME[name].dtype).str
             entries.append((name, token, (self.num_samples, *shape), self._hashers[name].digest()))
-        return _combine(entries)
+        return entries
+
+    def checksum(self) -> str:
+        """``content_sha256`` of what was appended so far."""
+        return _combine(self._entries())
 
     def prepare(self, batch: Mapping[str, object]) -> dict[str, np.ndarray]:
         """Validate a batch and fill the defaults; returns every field of the file as its stored dtype."""
@@ -510,6 +550,14 @@ def _check_attrs(path, f: h5py.File, dims: Dims) -> None:
             raise ValueError(f"{path}: attribute {key!r} is {f.attrs[key]!r}, expected {value!r}")
 
 
+def _verify_checksums(path, f: h5py.File, stored: str) -> None:
+    entries = _entries(f)
+    if _combine(entries) != stored:
+        raise ValueError(f"{path}: content_sha256 does not match the data (the file was changed or damaged)")
+    if "field_sha256" in f.attrs and f.attrs["field_sha256"] != _field_digests(entries):
+        raise ValueError(f"{path}: field_sha256 does not match the data (the file was changed or damaged)")
+
+
 def validate_packed(path: str | os.PathLike, verify_checksum: bool = True) -> dict:
     """Check a packed file against the layout and return a summary.
 
@@ -528,8 +576,8 @@ def validate_packed(path: str | os.PathLike, verify_checksum: bool = True) -> di
                 _check_dataset(path, f, field, dims)
         _check_attrs(path, f, dims)
         stored = str(f.attrs["content_sha256"])
-        if verify_checksum and content_checksum(f) != stored:
-            raise ValueError(f"{path}: content_sha256 does not match the data (the file was changed or damaged)")
+        if verify_checksum:
+            _verify_checksums(path, f, stored)
         return {
             "path": str(path),
             "num_samples": f["images"].shape[0],

@@ -16,6 +16,7 @@ from hand3d.h5io import (
     PackedWriter,
     concat_packed,
     content_checksum,
+    fields_checksum,
     open_packed,
     read_samples,
     validate_packed,
@@ -95,6 +96,32 @@ def test_optional_vertices_and_heatmaps_round_trip(tmp_path):
     summary = validate_packed(path)
     assert summary["optional"] == ["heatmaps", "vertices"]
     assert summary["num_vertices"] == 7 and summary["heatmap_size"] == (8, 6) and summary["num_samples"] == 2
+
+
+def test_field_digests_follow_only_their_own_fields(tmp_path):
+    """Redrawn heatmaps change the heatmaps' digest and the file's, not the digest of the other fields."""
+    batch = make_batch(2, seed=3)
+    batch["heatmaps"] = np.random.default_rng(0).integers(0, 256, (2, 21, 8, 6), dtype=np.uint8)
+    first, second = tmp_path / "a.h5", tmp_path / "b.h5"
+    write(first, batch, heatmap_size=(8, 6))
+    write(second, batch | {"heatmaps": batch["heatmaps"] // 2}, heatmap_size=(8, 6))
+    read = ["images", "keypoints_2d", "masks"]
+    assert fields_checksum(first, read) == fields_checksum(second, read) == fields_checksum(first, read[::-1])
+    assert fields_checksum(first, [*read, "heatmaps"]) != fields_checksum(second, [*read, "heatmaps"])
+    assert validate_packed(first)["content_sha256"] != validate_packed(second)["content_sha256"]
+    assert fields_checksum(first, ["images"]) != fields_checksum(first, ["masks"])
+    with pytest.raises(ValueError, match=r"a\.h5: field_sha256 has no digest of \['vertices'\]"):
+        fields_checksum(first, ["vertices"])
+
+    with h5py.File(first, "r") as f:
+        other = f.attrs["field_sha256"]
+    with h5py.File(second, "r+") as f:  # digests swapped behind the writer's back are caught
+        f.attrs["field_sha256"] = other
+    with pytest.raises(ValueError, match=r"b\.h5: field_sha256 does not match the data"):
+        validate_packed(second)
+    with h5py.File(second, "r+") as f:  # a file from before the per-field digests
+        del f.attrs["field_sha256"]
+    assert fields_checksum(second, read) is None and validate_packed(second)["num_samples"] == 2
 
 
 def test_defaults_for_absent_optional_fields(tmp_path):
