@@ -190,11 +190,15 @@ def evaluate(
     out_samples: str,
     dataset: str,
     hand_model: str | None = None,
-    palm_factor: float = metrics.STB_PALM_FACTOR,
+    palm_factor: float | None = None,
     batch_size: int = 64,
     device: str = "auto",
 ) -> dict:
-    """Metrics of the model and of the mean-hand baseline on a test set, with the plots; returns the JSON record."""
+    """Metrics of the model and of the mean-hand baseline on a test set, with the plots; returns the JSON record.
+
+    ``palm_factor``: STB's wrist-from-palm factor (None: :data:`metrics.STB_PALM_FACTOR`); other sets ignore it.
+    """
+    palm_factor = metrics.STB_PALM_FACTOR if palm_factor is None else palm_factor
     model = open_model(model_path, hand_model, device)
     inputs = model.config["inputs"]
     test = TestSet(test_h5, need_heatmaps=model.uses_heatmaps)

@@ -49,7 +49,7 @@ from hand3d.distributed import Processes, close_processes, init_processes, pick_
 from hand3d.losses import THREE_D_FORMS, PretrainWeights, TrainWeights
 from hand3d.model import HandRegressor, read_checkpoint, save_model, state_mismatches
 from hand3d.objectives import PretrainObjective, TrainObjective
-from hand3d.train_state import load_state, save_state, signature, write_history
+from hand3d.train_state import input_digest, load_state, save_state, signature, write_history
 
 __all__ = ["STAGES", "Settings", "batch_stream", "launch", "train"]
 
@@ -84,16 +84,16 @@ class Settings:
     augment: dict = field(default_factory=dict)
     heatmap_sigma: float = 6.0  # crop pixels: of the packed heatmaps (real.heatmaps.sigma), and of those drawn here
     seed: int = 0
+    log_every: int = 10  # steps per history row (the rows' means and the checkpoints' places depend on it)
     # how it runs
     device: str = "auto"
     compile: bool | str = "auto"  # torch.compile the step and augmentation; "auto": on CUDA
     threads: int = 1  # torch's CPU threads, and the batch readers
     readers: str = "auto"  # "threads" or "processes" (hand3d.reader_processes); "auto": processes on CUDA
     cuda_graphs: bool = False  # compiled on CUDA, one process: replay the step's kernels as CUDA graphs
-    log_every: int = 10
     checkpoint_every: int = 100
 
-    RUN_FIELDS = ("device", "compile", "threads", "readers", "cuda_graphs", "log_every", "checkpoint_every")
+    RUN_FIELDS = ("device", "compile", "threads", "readers", "cuda_graphs", "checkpoint_every")
 
     def __post_init__(self):
         problems = []
@@ -114,11 +114,15 @@ class Settings:
     def signature_fields(self) -> dict:
         """What the run computes: the settings that decide it, and the training code's version (a bumped
         ``versions.TRAINING`` must not resume, or finish from, a state the old code made)."""
-        decided = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.RUN_FIELDS}
+        unread = (*self.RUN_FIELDS, *(() if self.inputs == "rgb+2d" else ("heatmap_sigma",)))
+        decided = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in unread}
         return {**decided, "code_version": versions.TRAINING}
 
-    def inputs_to_digest(self) -> list[str]:
-        return [*self.datasets, self.hand_model, *([self.init] if self.init else [])]
+    def input_digests(self, fields: list[str]) -> list[str]:
+        """Digests of what the run reads: the ``fields`` of each packed file (heatmaps redrawn for another run
+        leave this one's digest alone), the hand model, and the initial and ImageNet weights' files."""
+        files = [self.hand_model, *(path for path in (self.init, self.imagenet_weights) if path)]
+        return [input_digest(path, fields) for path in self.datasets] + [input_digest(path) for path in files]
 
     @classmethod
     def from_dict(cls, values: dict) -> Settings:
@@ -197,6 +201,12 @@ def _heatmap_mode(settings: Settings) -> str | None:
     return "stored" if all_have([Source(p) for p in settings.datasets], "heatmaps") else "render"
 
 
+def read_fields(settings: Settings, heatmaps: str | None) -> list[str]:
+    """The packed fields the run reads."""
+    names = list(PRETRAIN_FIELDS if settings.stage == "pretrain" else TRAIN_FIELDS)
+    return names + ["heatmaps"] if heatmaps == "stored" else names
+
+
 def batch_stream(
     settings: Settings, processes: Processes, start_step: int, heatmaps: str | None, cuda: bool
 ) -> PackedBatches:
@@ -204,13 +214,10 @@ def batch_stream(
     default: they leave this process's GIL to the thread launching the GPU work, :mod:`hand3d.reader_processes`)."""
     if settings.batch_size % processes.world_size:
         raise ValueError(f"batch_size {settings.batch_size} does not split over {processes.world_size} processes")
-    fields_ = list(PRETRAIN_FIELDS if settings.stage == "pretrain" else TRAIN_FIELDS)
-    if heatmaps == "stored":
-        fields_.append("heatmaps")
     return PackedBatches(
         [Source(path, weight) for path, weight in settings.datasets.items()],
         settings.batch_size // processes.world_size,
-        fields_,
+        read_fields(settings, heatmaps),
         seed=settings.seed,
         rank=processes.rank,
         start_step=start_step,
@@ -275,7 +282,8 @@ def _prepare(settings: Settings, state_dir: Path) -> _Run:
     objective = _objective(settings, model, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=True)  # no per-tensor host reads
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, settings.lr_gamma)
-    sig = signature(settings.signature_fields(), settings.inputs_to_digest(), processes.world_size)
+    digests = settings.input_digests(read_fields(settings, _heatmap_mode(settings)))
+    sig = signature(settings.signature_fields(), digests, processes.world_size)
     run = _Run(settings, processes, device, model, objective, optimizer, scheduler, sig)
     state = load_state(state_dir, sig)
     if state is not None:

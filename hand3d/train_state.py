@@ -21,6 +21,7 @@ import h5py
 import torch
 
 from hand3d.atomic import atomic_torch_save, atomic_write
+from hand3d.h5io import fields_checksum
 
 __all__ = ["file_digest", "input_digest", "load_state", "save_state", "signature", "write_history"]
 
@@ -38,9 +39,12 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def input_digest(path: str | os.PathLike) -> str:
-    """A packed file's stored ``content_sha256`` (cheap: no reread), else the SHA-256 of the file."""
+def input_digest(path: str | os.PathLike, fields: Sequence[str] | None = None) -> str:
+    """Of a packed file, the stored digest of the ``fields`` the run reads (``field_sha256``), else of its whole
+    content (``content_sha256``; cheap: no reread); of any other file, the SHA-256 of its bytes."""
     if h5py.is_hdf5(path):
+        if fields is not None and (stored := fields_checksum(path, fields)) is not None:
+            return stored
         with h5py.File(path, "r") as f:
             stored = f.attrs.get("content_sha256")
         if stored:
@@ -48,13 +52,10 @@ def input_digest(path: str | os.PathLike) -> str:
     return file_digest(path)
 
 
-def signature(settings: Mapping, inputs: Sequence[str | os.PathLike], world_size: int) -> str:
-    """SHA-256 of the settings (canonical JSON), the inputs' digests and the number of processes."""
-    record = {
-        "settings": settings,
-        "inputs": [input_digest(path) for path in inputs],
-        "world_size": world_size,
-    }
+def signature(settings: Mapping, digests: Sequence[str], world_size: int) -> str:
+    """SHA-256 of the settings (canonical JSON), the inputs' digests (:func:`input_digest`) and the number of
+    processes."""
+    record = {"settings": settings, "inputs": list(digests), "world_size": world_size}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 

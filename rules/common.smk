@@ -75,7 +75,12 @@ def demo_input(wildcards) -> list[str]:
 
 
 def dataset_options(wildcards) -> dict:
-    return {k: v for k, v in dataset_config(wildcards).items() if k != "root"}
+    """The dataset's reader options for the split, less the root (a param of its own) and those it does not read."""
+    unread = (
+        "root",
+        *registry.UNREAD_OPTIONS.get((wildcards.dataset, wildcards.split), ()),
+    )
+    return {k: v for k, v in dataset_config(wildcards).items() if k not in unread}
 
 
 def num_params(wildcards) -> int:
@@ -149,12 +154,17 @@ def _training_shared() -> dict:
         "num_pca": config["hand_model"]["num_pca"],
         "seed": shared["seed"],
         "augment": shared["augment"],
-        "heatmap_sigma": config["real"]["heatmaps"]["sigma"],
         "log_every": shared["log_every"],
         "checkpoint_every": shared["checkpoint_every"],
         "readers": shared["readers"],
         "cuda_graphs": shared["cuda_graphs"],
     }
+
+
+def imagenet_weights(wildcards) -> list[str]:
+    """The ImageNet weights file, when the config names one: an input, so a new file reruns pretraining."""
+    path = config["model"]["imagenet_weights"]
+    return [path] if path else []
 
 
 def _schedule(section: dict) -> dict:
@@ -170,6 +180,10 @@ def pretrain_settings(wildcards) -> dict:
 def train_settings(wildcards) -> dict:
     experiment = experiment_config(wildcards)
     extra = {"inputs": experiment["inputs"], "three_d_form": experiment["three_d_form"]}
+    if (
+        experiment["inputs"] == "rgb+2d"
+    ):  # only these read heatmaps: other runs stay put when they are redrawn
+        extra["heatmap_sigma"] = config["real"]["heatmaps"]["sigma"]
     return _training_shared() | _schedule(experiment) | extra
 
 
@@ -212,8 +226,11 @@ def test_sets() -> list[str]:
     return [d for d in enabled_datasets() if "test" in registry.SPLITS[d]]
 
 
-def palm_factor(wildcards) -> float:
-    """STB's wrist-from-palm factor, which its 3D protocol undoes to get back to the palm root."""
+def palm_factor(wildcards) -> float | None:
+    """STB's wrist-from-palm factor, which its 3D protocol undoes to get back to the palm root; None for the other
+    test sets, which are scored from the wrist (so changing it re-scores STB only)."""
+    if wildcards.testset != "stb":
+        return None
     return float(config["datasets"]["stb"]["palm_to_wrist"])
 
 

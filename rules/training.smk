@@ -7,6 +7,7 @@ rule pretrain:
     input:
         hand_model=HAND_MODEL,
         data="results/datasets/synthetic_train.h5",
+        imagenet=imagenet_weights,
     output:
         model="results/models/pretrain/model.pt",
         history="results/models/pretrain/history.csv",
@@ -51,6 +52,7 @@ rule train:
         gpu=1,
     params:
         settings=train_settings,
+        datasets=experiment_datasets,  # their order decides the batches' mix, as the weights do
         weights=experiment_weights,
         state_dir="results/models/.state/{experiment}",
         version=versions.TRAINING,

@@ -22,7 +22,7 @@ from hand3d.host_sync import HostSyncs, describe
 from hand3d.losses import PretrainWeights, TrainWeights
 from hand3d.model import HandRegressor, load_model
 from hand3d.objectives import PretrainObjective, TrainObjective
-from hand3d.train import Settings, launch, load_initial_weights, train
+from hand3d.train import Settings, launch, load_initial_weights, read_fields, train
 
 
 def _settings(hand_model_path, packed, **overrides) -> Settings:
@@ -198,13 +198,27 @@ def test_a_checkpoint_from_other_settings_is_not_reused(hand_model_path, synthet
     _run(settings, tmp_path)
     first = torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["signature"]
     caplog.set_level("INFO")
-    _run(replace(settings, log_every=2), tmp_path)  # how it runs: the finished state is reused, no training
+    _run(replace(settings, checkpoint_every=2, threads=2), tmp_path)  # how it runs: the finished state is reused
     assert "resuming at step 10" in caplog.text
+    caplog.clear()
+    _, rows = _run(replace(settings, log_every=2), tmp_path)  # the history's rows are what it computes
+    assert "starting afresh" in caplog.text and [r["step"] for r in rows] == [2, 4, 6, 8, 10]
     caplog.clear()
     _, rows = _run(replace(settings, lr=5e-4), tmp_path)
     assert "other settings or inputs; starting afresh" in caplog.text
     assert [r["step"] for r in rows] == [5, 10]
     assert torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["signature"] != first
+
+
+def test_the_signature_digests_imagenet_weights_and_only_the_fields_read(hand_model_path, synthetic_packed, tmp_path):
+    weights = tmp_path / "resnet18.pth"
+    weights.write_bytes(b"first")
+    settings = _settings(hand_model_path, synthetic_packed, imagenet_weights=str(weights))
+    before = settings.input_digests(read_fields(settings, None))
+    weights.write_bytes(b"second")  # the same path, other weights: pretraining starts from other filters
+    assert settings.input_digests(read_fields(settings, None)) != before
+    assert read_fields(settings, None) == ["images", "params", "keypoints_2d"]
+    assert read_fields(replace(settings, stage="train", inputs="rgb+2d"), "stored")[-1] == "heatmaps"
 
 
 def test_a_new_training_code_version_does_not_reuse_the_finished_state(

@@ -55,7 +55,7 @@ def write_config(workdir: Path, **overrides) -> Path:
         else:
             config.setdefault(section, {}).update(values)
     path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the order of keys means something (datasets)
     return path
 
 
@@ -210,6 +210,27 @@ def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
     assert re.search(r"^train\s+1$", dry, re.M), "only the changed experiment retrains"
     for untouched in ("pretrain", "render_synthetic", "crop", "pack_real"):
         assert f"rule {untouched}:" not in dry, untouched
+    swapped = {**TINY["experiments"]["rgb_2d"], "datasets": {"stb": 2.0, "mpii_nzsl": 1.0}}
+    write_config(workdir, experiments={**TINY["experiments"], "rgb_2d": swapped})
+    dry = snakemake(workdir, "-n", "--cores", "2").stdout
+    assert re.search(r"^train\s+1$", dry, re.M), "the datasets' order decides the batches"
+    heatmaps = yaml.safe_load((REPO / "config.yaml").read_text())["real"]["heatmaps"]
+    write_config(workdir, real={**TINY["real"], "heatmaps": {**heatmaps, "sigma": heatmaps["sigma"] + 1}})
+    dry = snakemake(workdir, "-n", "--cores", "2").stdout
+    assert "rule heatmaps:" in dry and "rule pretrain:" not in dry, "pretraining reads no heatmaps"
+    snakemake(workdir, "--cores", "2", "results/models/rgb/model.pt", "results/models/rgb_2d/model.pt")
+    logs = workdir / "results/logs/train"
+    assert "resuming at step 4" in (logs / "rgb.log").read_text(), "the RGB model reads no heatmaps: not retrained"
+    assert "starting afresh" in (logs / "rgb_2d.log").read_text()
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())["datasets"]
+    stb = {**shipped["stb"], "palm_to_wrist": shipped["stb"]["palm_to_wrist"] + 0.1}
+    freihand = {**shipped["freihand"], "eval_root": str(workdir / "elsewhere")}
+    write_config(workdir, datasets={"stb": stb, "freihand": freihand})
+    dry = snakemake(workdir, "-n", "--cores", "2").stdout
+    assert "output: results/eval/pretrain/synthetic/metrics.json" not in dry, "the palm factor is STB's only"
+    assert "output: results/eval/rgb/stb/metrics.json" in dry
+    assert "output: results/real/freihand/test/samples.json" in dry, "the test split reads eval_root"
+    assert "output: results/real/freihand/train/samples.json" not in dry, "the train split does not"
     write_config(workdir, hand_model={"num_pca": 8})
     dry = snakemake(workdir, "-n", "--cores", "2").stdout
     assert "rule hand_model_preview:" in dry and "rule render_synthetic:" in dry and "rule hand_model:" not in dry

@@ -7,6 +7,8 @@ SPLITS = {
     "freihand": ("train", "test"),  # training / evaluation
 }
 DATASETS = tuple(SPLITS)
+# Config options a split's reader does not read: left out of its job's params, so changing them reruns nothing there.
+UNREAD_OPTIONS = {("freihand", "train"): ("eval_root",), ("freihand", "test"): ("versions",)}
 # Where a stand-in's reader root lies inside results/demo_raw/<dataset>.
 DEMO_ROOT = {"freihand": "FreiHAND_pub_v2"}
 
