@@ -281,6 +281,8 @@ class Predictor:
                     bar.update()
 
     def _write(self, image: _Image, preds: list[dict], overlay: MeshOverlay, faces: np.ndarray) -> None:
+        if not image.hands:  # skipped and counted: no overlay of a picture with nothing on it
+            return
         meshes, mirrored, keypoints = [], [], []
         for k, (hand, pred) in enumerate(zip(image.hands, preds, strict=True)):
             record = hand_record(self.model, pred, hand.box, str(image.path), k)

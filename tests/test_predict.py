@@ -98,6 +98,7 @@ def test_boxes_file_gives_one_output_per_hand(fixed_model, images, tmp_path):
     assert first["crop_box"] == {"x0": -19, "y0": -4, "side": 88, "mirrored": False}  # 2.2 x 40 around (25, 40)
     assert second["hand"] == "left"
     assert (tmp_path / "o/img0_overlay.png").is_file() and not (tmp_path / "o/img1_0.json").exists()
+    assert not (tmp_path / "o/img1_overlay.png").exists(), "an image skipped for want of a hand leaves no output"
 
 
 @pytest.mark.parametrize(
