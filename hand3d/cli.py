@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--palm-factor",
         type=float,
-        help="STB: the wrist-from-palm factor its reader used (default: the reader's default, as in config.yaml)",
+        help="STB: the wrist-from-palm factor its reader used (default: 2.0, the reader's and config.yaml's)",
     )
     evaluation.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default: %(default)s)")
     evaluation.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
@@ -273,9 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--count", type=int, default=48, help="stand-in hands (default: %(default)s)")
     real.set_defaults(run=cmd_bench_real)
     train = bench.add_parser("train", help="training step: full step vs bare backbone, images/s and ratio")
-    train.add_argument("--model", help="hand model npz (default: a procedural hand of MANO's size, 736 vertices)")
+    train.add_argument(
+        "--model", help="hand model npz (default: a procedural hand of about MANO's size: 736 vertices, MANO 778)"
+    )
     train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    train.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="default: resnet34 on CUDA")
+    train.add_argument(
+        "--backbone", choices=("resnet18", "resnet34", "resnet50"), help="default: resnet34 on CUDA, resnet18 on CPU"
+    )
     train.add_argument("--input-size", type=int, help="network input side (default: 256 on CUDA, 128 on CPU)")
     train.add_argument("--batch-size", type=int, help="default: 256 on CUDA, 16 on CPU")
     train.add_argument(
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, IsADirectoryError, ValueError) as error:
         print(f"hand3d {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -27,6 +27,11 @@ TORCH = "torch file"
 def file_kind(path: str | os.PathLike) -> str:
     """:data:`HAND_MODEL`, :data:`PACKED` or :data:`TORCH`; an error naming the file for anything else."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path}: a folder without a state.pt or model.pt; inspect takes a hand model (.npz), a packed dataset "
+            "(.h5), a trained model (model.pt) or a training state (state.pt)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if h5py.is_hdf5(path):
@@ -44,8 +49,18 @@ def file_kind(path: str | os.PathLike) -> str:
     )
 
 
+def _file_in(path: str | os.PathLike) -> str | os.PathLike:
+    """A run's state folder stands for its ``state.pt``, a run's folder for its ``model.pt``."""
+    for name in ("state.pt", "model.pt"):
+        if Path(path).is_dir() and (Path(path) / name).is_file():
+            return Path(path) / name
+    return path
+
+
 def summarise(path: str | os.PathLike, verify_checksum: bool = True) -> dict:
-    """The summary of any file :func:`file_kind` knows; ``verify_checksum`` rereads a packed file's data."""
+    """The summary of any file :func:`file_kind` knows (or of the ``state.pt`` or ``model.pt`` in a folder);
+    ``verify_checksum`` rereads a packed file's data."""
+    path = _file_in(path)
     kind = file_kind(path)
     if kind == HAND_MODEL:
         return hand_model_summary(path)

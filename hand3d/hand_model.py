@@ -38,7 +38,7 @@ def load_hand_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             arrays = {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{path}: hand model file not found (the workflow builds one: `snakemake {DEFAULT_MODEL_PATH}`)"
+            f"{path}: hand model file not found (the workflow builds one: `snakemake --cores 1 {DEFAULT_MODEL_PATH}`)"
         ) from None
     except ValueError as error:
         raise ValueError(f"{path}: not a hand model npz of plain arrays ({error})") from error

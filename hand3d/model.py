@@ -429,7 +429,7 @@ def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:
             return candidate
     raise FileNotFoundError(
         f"{model_path}: its hand model {stored!r} was found neither here nor above the model file; "
-        "pass the MANO_RIGHT.npz it was trained with (hand_model=, on the command line --hand-model)"
+        "pass the MANO_RIGHT.npz it was trained with (--hand-model on the command line, hand_model= in Python)"
     )
 
 

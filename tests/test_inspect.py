@@ -111,6 +111,7 @@ def test_a_training_state_summary_says_where_the_run_stands(trained, capsys):
     _, state = trained
     summary = _inspect(capsys, str(state / "state.pt"))
     assert summary["kind"] == "training state" and summary["step"] == 4 and summary["history_rows"] == 2
+    assert _inspect(capsys, str(state)) == summary  # the state folder, as the README names it
     assert summary["lr"] == pytest.approx(3e-4) and len(summary["signature"]) == 64
     assert summary["last_logged"]["step"] == 4
 
@@ -120,6 +121,8 @@ def test_files_it_does_not_know_are_refused_by_name(trained, tmp_path, capsys):
     text.write_text("not a hand")
     assert "notes.txt: not a file hand3d knows" in _error(capsys, str(text))
     assert "no such file" in _error(capsys, str(tmp_path / "missing.h5"))
+    (tmp_path / "empty").mkdir()
+    assert "empty: a folder without a state.pt or model.pt" in _error(capsys, str(tmp_path / "empty"))
     import torch
 
     other = tmp_path / "other.pt"
