@@ -127,7 +127,7 @@ def test_the_workflow_profile_leaves_the_cluster_profile_its_settings(tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     _, args = parse_args(["--snakefile", str(REPO / "Snakefile"), "--profile", str(REPO / "profiles/slurm")])
-    assert args.printshellcmds and args.rerun_incomplete  # the workflow profile is loaded
+    assert args.show_failed_logs and args.rerun_incomplete  # the workflow profile is loaded
     assert args.cores is None  # so a job's threads are not capped at the submitting machine's cores
     assert args.latency_wait == 60 and RerunTrigger.SOFTWARE_ENV in args.rerun_triggers  # the cluster's own
 
