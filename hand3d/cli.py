@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "path",
         nargs="?",
         default=DEFAULT_MODEL,
-        help="hand model .npz, packed .h5, model.pt or state.pt (default: %(default)s)",
+        help="hand model .npz, packed .h5, model.pt or state.pt, or a folder holding one of the last two "
+        "(default: %(default)s)",
     )
     inspect.add_argument(
         "--preview", help="also draw into this PNG: a packed dataset's samples, a hand model's poses and views"

@@ -554,7 +554,7 @@ def _verify_checksums(path, f: h5py.File, stored: str) -> None:
     entries = _entries(f)
     if _combine(entries) != stored:
         raise ValueError(f"{path}: content_sha256 does not match the data (the file was changed or damaged)")
-    if "field_sha256" in f.attrs and f.attrs["field_sha256"] != _field_digests(entries):
+    if "field_sha256" in f.attrs and json.loads(f.attrs["field_sha256"]) != json.loads(_field_digests(entries)):
         raise ValueError(f"{path}: field_sha256 does not match the data (the file was changed or damaged)")
 
 

@@ -12,22 +12,42 @@ from hand3d.atomic import atomic_write
 __all__ = ["read_rgb", "truncated_jpeg", "write_rgb"]
 
 
-_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
-_JPEG_TAIL = 4096  # bytes searched for the end marker (encoders may append a little after it)
+_SOI, _EOI, _SOS = b"\xff\xd8", b"\xff\xd9", 0xDA
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length field (TEM, RST0-7)
+
+
+def _first_scan(data: bytes) -> int | None:
+    """Offset of the first start-of-scan segment, walking the header segments by their lengths; None if the header
+    runs off the end (so an EXIF thumbnail's own markers, inside its segment, are never looked at)."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+        elif marker == _SOS:
+            return at
+        elif marker in _STANDALONE:
+            at += 2
+        else:
+            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
 
 
 def truncated_jpeg(path: str | os.PathLike) -> bool:
-    """Whether a JPEG file lacks its end-of-image marker: cut short (an interrupted download or copy).
+    """Whether a JPEG file is cut short (an interrupted download or copy): no end-of-image marker after its first
+    scan. OpenCV decodes such a file with a warning, grey below the cut, so it would pass for an image.
 
-    OpenCV decodes such a file with a warning, grey below the cut, so it would pass for an image. The marker cannot
-    occur inside the compressed data (every 0xFF there is followed by 0x00 or a restart marker).
+    The marker cannot occur inside the compressed data (every 0xFF there is followed by 0x00 or a restart marker), and
+    whatever follows it (a motion photo's video) is not looked at.
     """
     with open(path, "rb") as stream:
-        if stream.read(2) != _JPEG_START:
-            return False
-        stream.seek(0, os.SEEK_END)
-        stream.seek(max(0, stream.tell() - _JPEG_TAIL))
-        return _JPEG_END not in stream.read()
+        data = stream.read()
+    if not data.startswith(_SOI):
+        return False
+    scan = _first_scan(data)
+    return scan is None or data.find(_EOI, scan) < 0
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray | None:

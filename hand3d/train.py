@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Settings:
     """Everything a run needs. The fields before ``device`` decide what is computed (they make the checkpoint
-    signature); ``device`` and the rest only decide how it runs."""
+    signature; ``heatmap_sigma`` only for an RGB+2D run); ``device`` and the rest only decide how it runs."""
 
     stage: str
     hand_model: str

@@ -180,9 +180,8 @@ def pretrain_settings(wildcards) -> dict:
 def train_settings(wildcards) -> dict:
     experiment = experiment_config(wildcards)
     extra = {"inputs": experiment["inputs"], "three_d_form": experiment["three_d_form"]}
-    if (
-        experiment["inputs"] == "rgb+2d"
-    ):  # only these read heatmaps: other runs stay put when they are redrawn
+    # Only RGB+2D runs read heatmaps: the others stay put when they are redrawn.
+    if experiment["inputs"] == "rgb+2d":
         extra["heatmap_sigma"] = config["real"]["heatmaps"]["sigma"]
     return _training_shared() | _schedule(experiment) | extra
 

@@ -210,7 +210,7 @@ def test_a_checkpoint_from_other_settings_is_not_reused(hand_model_path, synthet
     assert torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["signature"] != first
 
 
-def test_the_signature_digests_imagenet_weights_and_only_the_fields_read(hand_model_path, synthetic_packed, tmp_path):
+def test_the_signature_digests_imagenet_weights_and_lists_the_fields_read(hand_model_path, synthetic_packed, tmp_path):
     weights = tmp_path / "resnet18.pth"
     weights.write_bytes(b"first")
     settings = _settings(hand_model_path, synthetic_packed, imagenet_weights=str(weights))

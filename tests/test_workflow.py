@@ -210,8 +210,10 @@ def test_default_run_reruns_only_what_a_parameter_change_touches(workdir):
     assert re.search(r"^train\s+1$", dry, re.M), "only the changed experiment retrains"
     for untouched in ("pretrain", "render_synthetic", "crop", "pack_real"):
         assert f"rule {untouched}:" not in dry, untouched
-    swapped = {**TINY["experiments"]["rgb_2d"], "datasets": {"stb": 2.0, "mpii_nzsl": 1.0}}
-    write_config(workdir, experiments={**TINY["experiments"], "rgb_2d": swapped})
+    shares = yaml.safe_load((REPO / "config.yaml").read_text())["experiments"]["rgb"]["datasets"]
+    assert len(set(shares.values())) == 1, "equal shares: only the order changes below"
+    swapped = {**TINY["experiments"]["rgb"], "datasets": dict(reversed(shares.items()))}
+    write_config(workdir, experiments={**TINY["experiments"], "rgb": swapped})
     dry = snakemake(workdir, "-n", "--cores", "2").stdout
     assert re.search(r"^train\s+1$", dry, re.M), "the datasets' order decides the batches"
     heatmaps = yaml.safe_load((REPO / "config.yaml").read_text())["real"]["heatmaps"]
