@@ -141,11 +141,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """A model and the mean-hand baseline on a packed test set: metrics.json, pck.png and samples.png in --out."""
-
     from hand3d.eval_summary import headline_metrics
     from hand3d.evaluate import evaluate
     from hand3d.h5io import validate_packed
-    from hand3d.metrics import STB_PALM_FACTOR
 
     dataset = args.dataset or validate_packed(args.test, verify_checksum=False)["source"]
     out = Path(args.out)
@@ -159,7 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         hand_model=args.hand_model,
         batch_size=args.batch_size,
         device=args.device,
-        palm_factor=STB_PALM_FACTOR if args.palm_factor is None else args.palm_factor,
+        palm_factor=args.palm_factor,
     )
     print(f"{args.model} on {args.test} ({dataset}, {record['samples']} samples, {record['samples_3d']} with 3D)")
     print(f"{'metric':<32} {'model':>8} {'mean hand':>10} {'paper':>8}")

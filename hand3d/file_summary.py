@@ -51,10 +51,8 @@ def file_kind(path: str | os.PathLike) -> str:
 
 def _file_in(path: str | os.PathLike) -> str | os.PathLike:
     """A run's state folder stands for its ``state.pt``, a run's folder for its ``model.pt``."""
-    for name in ("state.pt", "model.pt"):
-        if Path(path).is_dir() and (Path(path) / name).is_file():
-            return Path(path) / name
-    return path
+    inside = [Path(path) / name for name in ("state.pt", "model.pt")] if Path(path).is_dir() else []
+    return next((file for file in inside if file.is_file()), path)
 
 
 def summarise(path: str | os.PathLike, verify_checksum: bool = True) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -43,7 +44,10 @@ def truncated_jpeg(path: str | os.PathLike) -> bool:
     whatever follows it (a motion photo's video) is not looked at.
     """
     with open(path, "rb") as stream:
-        data = stream.read()
+        return _cut_short(stream.read())
+
+
+def _cut_short(data: bytes) -> bool:
     if not data.startswith(_SOI):
         return False
     scan = _first_scan(data)
@@ -51,9 +55,14 @@ def truncated_jpeg(path: str | os.PathLike) -> bool:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray | None:
-    """An image file as (H, W, 3) uint8 RGB; None when OpenCV cannot read it or a JPEG is cut short."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or truncated_jpeg(path):
+    """An image file as (H, W, 3) uint8 RGB (EXIF orientation applied, as ``cv2.imread`` does); None when it is
+    missing, OpenCV cannot decode it, or a JPEG is cut short. The file is read once."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None or _cut_short(data):
         return None
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 

@@ -240,6 +240,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     signature: str
+    heatmaps: str | None  # how an RGB+2D run gets its heatmaps (:func:`_heatmap_mode`); None for the others
     step: int = 0
     history: list = field(default_factory=list)
 
@@ -282,9 +283,10 @@ def _prepare(settings: Settings, state_dir: Path) -> _Run:
     objective = _objective(settings, model, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=True)  # no per-tensor host reads
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, settings.lr_gamma)
-    digests = settings.input_digests(read_fields(settings, _heatmap_mode(settings)))
+    heatmaps = _heatmap_mode(settings)
+    digests = settings.input_digests(read_fields(settings, heatmaps))
     sig = signature(settings.signature_fields(), digests, processes.world_size)
-    run = _Run(settings, processes, device, model, objective, optimizer, scheduler, sig)
+    run = _Run(settings, processes, device, model, objective, optimizer, scheduler, sig, heatmaps)
     state = load_state(state_dir, sig)
     if state is not None:
         run.restore(state)
@@ -392,8 +394,7 @@ def _checkpoint(run: _Run, state_dir: Path) -> None:
 
 
 def _loop(run: _Run, state_dir: Path) -> None:
-    settings = run.settings
-    heatmaps = _heatmap_mode(settings)
+    settings, heatmaps = run.settings, run.heatmaps
     stream = batch_stream(settings, run.processes, run.step, heatmaps, run.device.type == "cuda")
     mode = _compile_mode(run)
     step_fn = _step_function(run, mode)
