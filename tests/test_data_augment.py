@@ -24,10 +24,7 @@ from hand3d.h5io import PackedWriter, read_samples
 OFF = AugmentConfig(enabled=False)
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed, device):
     """On CUDA the batches are read ahead into pinned (threads) or page-locked shared (processes) buffers and copied
     on a side stream."""
@@ -47,7 +44,7 @@ def test_batch_is_a_function_of_the_step_whatever_the_readers(synthetic_packed, 
     assert not torch.equal(expected[0]["images"], expected[1]["images"])
 
 
-@CUDA
+@pytest.mark.cuda
 def test_shared_buffers_are_page_locked_while_copied_from():
     buffer = {"images": torch.zeros(4, 8, 8, 3, dtype=torch.uint8).share_memory_(), "empty": torch.zeros(0)}
     side = torch.cuda.Stream()

@@ -56,7 +56,7 @@ def test_gradients_reach_every_parameter(hand_layer):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_matches_cpu(hand_layer):
     params = _params(8)
     cpu = hand_layer(*params)

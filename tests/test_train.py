@@ -374,7 +374,7 @@ def test_compiled_training_matches_eager_in_two_graphs_compiled_once(
             assert have[column] == pytest.approx(want[column], rel=2e-2), (column, want, have)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_graphs_on_a_gpu_leave_no_graph_without_one_and_train_as_the_compiled_step(
     hand_model_path, synthetic_packed, tmp_path, caplog
 ):
