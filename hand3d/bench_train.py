@@ -19,7 +19,7 @@ import csv
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -29,7 +29,14 @@ from torch import nn
 
 from hand3d.compile_counts import CompileCounts
 
-__all__ = ["BenchSettings", "bench_train", "format_train_rows", "mano_sized_hand", "write_bench_dataset"]
+__all__ = [
+    "BenchSettings",
+    "bench_train",
+    "format_train_rows",
+    "mano_sized_hand",
+    "train_rows_record",
+    "write_bench_dataset",
+]
 
 MANO_SIZED_GRID_M = 0.009
 
@@ -292,3 +299,34 @@ def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: st
         lines.append("compiled: " + "; ".join(f"{name} {counts.summary(graphs)}" for name, counts in pieces))
         lines += [f"{name} graph breaks:\n{counts.reasons()}" for name, counts in pieces if counts.break_count]
     return "\n".join(lines)
+
+
+def train_rows_record(rows: list[dict], settings: BenchSettings, device_name: str) -> dict:
+    """The run as data (``hand3d bench train --json``): the settings, the torch release, and per stage the rates, the
+    ratio and, compiled, what :mod:`torch.compile` made of each step."""
+
+    def compiled(counts: CompileCounts) -> dict | None:
+        if not settings.compile:
+            return None
+        return {"graphs": counts.graphs, "breaks": counts.break_count, "without_cuda_graph": counts.cudagraph_skips}
+
+    stages = [
+        {
+            "stage": row["stage"],
+            "full_step_img_s": row["full"],
+            "bare_backbone_img_s": row["bare"],
+            "ratio": row["full"] / row["bare"],
+            "data_path_img_s": row["data"],
+            "data_wait_ms_per_step": row["waited"],
+            "compiled": compiled(row["compiled"]),
+        }
+        for row in rows
+    ]
+    return {
+        "device": device_name,
+        "torch": torch.__version__,
+        "settings": asdict(settings),
+        "vertices": rows[0]["vertices"],
+        "bare_backbone_compiled": compiled(rows[0]["bare_compiled"]),
+        "stages": stages,
+    }

@@ -96,7 +96,8 @@ def cmd_bench_real(args: argparse.Namespace) -> int:
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
     """Training throughput: the full step (data, augmentation, network, hand, losses, Adam) vs the bare backbone."""
-    from hand3d.bench_train import BenchSettings, bench_train, format_train_rows
+    from hand3d.atomic import atomic_write_json
+    from hand3d.bench_train import BenchSettings, bench_train, format_train_rows, train_rows_record
     from hand3d.distributed import pick_device
 
     device = pick_device(args.device)
@@ -105,8 +106,11 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     given["readers"] = args.readers
     given["cuda_graphs"] = args.cuda_graphs == "on"
     settings = BenchSettings.for_device(torch_device=device, device=args.device, threads=args.threads, **given)
-    name = torch_device_name(device)
-    print(format_train_rows(bench_train(settings, args.model), settings, name))
+    rows = bench_train(settings, args.model)
+    name = torch_device_name(device)  # after the run, which sets torch's threads
+    print(format_train_rows(rows, settings, name))
+    if args.json:
+        atomic_write_json(args.json, train_rows_record(rows, settings, name), indent=1)
     return 0
 
 
@@ -303,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="off",
         help="compiled: replay both steps as CUDA graphs (torch.compile mode reduce-overhead; default: %(default)s)",
     )
+    train.add_argument("--json", help="also write the settings, the figures and the compile counts to this JSON file")
     train.set_defaults(run=cmd_bench_train)
     return parser
 

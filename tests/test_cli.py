@@ -64,9 +64,10 @@ def test_bench_real_reports_every_stage(hand_model_path):
     assert set(rates) == {"index", "crop", "segment (GrabCut)", "heatmaps"} and min(rates.values()) > 0
 
 
-def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_graphs():
+def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_graphs(tmp_path):
     args = ("--device", "cpu", "--batch-size", "4", "--steps", "2", "--samples", "8", "--input-size", "64")
-    result = _hand3d("bench", "train", *args, "--compile", "on", "--cuda-graphs", "on")
+    record = tmp_path / "bench.json"
+    result = _hand3d("bench", "train", *args, "--compile", "on", "--cuda-graphs", "on", "--json", str(record))
     assert result.returncode == 0, result.stderr
     cpus = len(os.sched_getaffinity(0))  # the default threads
     header = "resnet18, 64 px, batch 4, 736-vertex hand, 2 timed steps, compiled, CUDA graphs, readers: "
@@ -86,3 +87,12 @@ def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_
         "CUDA graph; train 2 graphs, 0 breaks, 2 without CUDA graph"
     )
     assert lines[4:] == [want]
+    # --json: the same run as data, the figures printed above unrounded
+    saved = json.loads(record.read_text())
+    assert saved["settings"]["batch_size"] == 4 and saved["settings"]["cuda_graphs"] is True
+    assert saved["bare_backbone_compiled"] == {"graphs": 1, "breaks": 0, "without_cuda_graph": 1}
+    for stage in saved["stages"]:
+        full, bare, ratio = rows[stage["stage"]][:3]
+        assert f"{stage['full_step_img_s']:.1f}" == full and f"{stage['bare_backbone_img_s']:.1f}" == bare
+        assert f"{stage['ratio']:.3f}" == ratio
+        assert stage["compiled"] == {"graphs": 2, "breaks": 0, "without_cuda_graph": 2}
