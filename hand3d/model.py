@@ -43,6 +43,7 @@ from hand3d.atomic import atomic_torch_save
 from hand3d.camera import project_weak_perspective
 from hand3d.h5io import CROP_SIZE
 from hand3d.hand_layer import NUM_BETAS, HandLayer
+from hand3d.network_inputs import INPUTS, reads_heatmaps
 
 __all__ = [
     "BACKBONES",
@@ -65,7 +66,6 @@ __all__ = [
 ]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
-INPUTS = {"rgb": 3, "rgb+2d": 3 + 21}  # input kind -> number of channels
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MEAN_BOX_RATIO = 2.2  # crop side / the mean hand's projected box side (the middle of synthetic's U(2.0, 2.4))
@@ -344,7 +344,7 @@ class HandRegressor(nn.Module):
 
     @property
     def uses_heatmaps(self) -> bool:
-        return self.config["inputs"] == "rgb+2d"
+        return reads_heatmaps(self.config["inputs"])
 
     def model_config(self) -> dict:
         """The keyword arguments that rebuild this model (JSON-able); the weights live in the state dict."""

@@ -48,6 +48,7 @@ from hand3d.data import (
 from hand3d.distributed import Processes, close_processes, init_processes, pick_device, run_torchrun
 from hand3d.losses import THREE_D_FORMS, PretrainWeights, TrainWeights
 from hand3d.model import HandRegressor, read_checkpoint, save_model, state_mismatches
+from hand3d.network_inputs import reads_heatmaps
 from hand3d.objectives import PretrainObjective, TrainObjective
 from hand3d.train_state import input_digest, load_state, save_state, signature, write_history
 
@@ -114,7 +115,7 @@ class Settings:
     def signature_fields(self) -> dict:
         """What the run computes: the settings that decide it, and the training code's version (a bumped
         ``versions.TRAINING`` must not resume, or finish from, a state the old code made)."""
-        unread = (*self.RUN_FIELDS, *(() if self.inputs == "rgb+2d" else ("heatmap_sigma",)))
+        unread = (*self.RUN_FIELDS, *(() if reads_heatmaps(self.inputs) else ("heatmap_sigma",)))
         decided = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in unread}
         return {**decided, "code_version": versions.TRAINING}
 
@@ -196,7 +197,7 @@ def _objective(settings: Settings, model: HandRegressor, device: torch.device) -
 
 def _heatmap_mode(settings: Settings) -> str | None:
     """Heatmaps for an RGB+2D model: the packed ones when every dataset has them, else drawn from the 2D labels."""
-    if settings.inputs != "rgb+2d":
+    if not reads_heatmaps(settings.inputs):
         return None
     return "stored" if all_have([Source(p) for p in settings.datasets], "heatmaps") else "render"
 
@@ -463,7 +464,7 @@ def train(settings: Settings, model_out: str, history_out: str, state_dir: str) 
         if run.processes.is_main:
             write_history(history_out, run.columns, run.history)
             meta = {"stage": settings.stage, "iterations": run.step, "signature": run.signature}
-            if settings.inputs == "rgb+2d":  # prediction draws its input heatmaps as training saw them
+            if reads_heatmaps(settings.inputs):  # prediction draws its input heatmaps as training saw them
                 meta["heatmap_sigma"] = settings.heatmap_sigma
             save_model(model_out, run.model, meta)
             # The finished state stays: a rerun with the same signature rewrites the outputs without training again.

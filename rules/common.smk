@@ -3,6 +3,7 @@ from snakemake.utils import validate
 
 from hand3d import versions
 from hand3d.datasets import registry
+from hand3d.network_inputs import reads_heatmaps
 
 validate(config, "schemas/config.schema.yaml")
 
@@ -181,7 +182,7 @@ def train_settings(wildcards) -> dict:
     experiment = experiment_config(wildcards)
     extra = {"inputs": experiment["inputs"], "three_d_form": experiment["three_d_form"]}
     # Only RGB+2D runs read heatmaps: the others stay put when they are redrawn.
-    if experiment["inputs"] == "rgb+2d":
+    if reads_heatmaps(experiment["inputs"]):
         extra["heatmap_sigma"] = config["real"]["heatmaps"]["sigma"]
     return _training_shared() | _schedule(experiment) | extra
 
@@ -244,7 +245,9 @@ def freihand_benchmarks() -> list[str]:
     if not config["datasets"]["freihand"]["root"]:
         return []
     return [
-        run for run in experiments() if config["experiments"][run]["inputs"] == "rgb"
+        run
+        for run in experiments()
+        if not reads_heatmaps(config["experiments"][run]["inputs"])
     ]
 
 
