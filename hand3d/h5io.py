@@ -546,8 +546,10 @@ def _check_attrs(path, f: h5py.File, dims: Dims) -> None:
         if key not in f.attrs:
             raise ValueError(f"{path}: attribute {key!r} missing")
     for key, value in expected.items():
-        if f.attrs[key] != value:
-            raise ValueError(f"{path}: attribute {key!r} is {f.attrs[key]!r}, expected {value!r}")
+        stored = f.attrs[key]
+        if stored != value:
+            shown = stored.item() if isinstance(stored, np.generic) else stored  # 6, not np.int64(6)
+            raise ValueError(f"{path}: attribute {key!r} is {shown!r}, expected {value!r}")
 
 
 def _verify_checksums(path, f: h5py.File, stored: str) -> None:

@@ -228,6 +228,45 @@ def test_inconsistent_batches_are_refused(tmp_path, change, message):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("field", "index", "value", "message"),
+    [
+        ("keypoints_3d", (1, 4, 2), np.nan, "keypoints_3d / has_3d: samples with the flag true must be finite"),
+        ("params", (0, 3), np.inf, "params / has_params: samples with the flag true must be finite"),
+        ("keypoints_2d", (1, 7, 2), 0.5, "visibility (last column) must be 0 or 1"),
+        ("keypoints_2d", (0, 0, 2), 2.0, "visibility (last column) must be 0 or 1"),
+    ],
+)
+def test_bad_values_in_one_sample_are_refused(tmp_path, field, index, value, message):
+    batch = make_batch(2, seed=11)
+    batch[field][index] = value
+    with pytest.raises(ValueError, match=re.escape(message)), PackedWriter(tmp_path / "x.h5", "t", "t", P) as w:
+        w.append(batch)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("keypoint_order", "stb", "attribute 'keypoint_order' is 'stb', expected 'openpose21'"),
+        ("crop_size", 256, "attribute 'crop_size' is 256, expected 320"),
+        ("num_params", P + 1, f"attribute 'num_params' is {P + 1}, expected {P}"),
+        ("source", None, "attribute 'source' missing"),
+    ],
+)
+def test_validate_refuses_other_attributes(tmp_path, key, value, message):
+    """A file in another keypoint order (STB's, say) would train on scrambled joints if it were read."""
+    path = tmp_path / "a.h5"
+    write(path, make_batch(2, seed=3))
+    with h5py.File(path, "r+") as f:
+        if value is None:
+            del f.attrs[key]
+        else:
+            f.attrs[key] = value
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {re.escape(message)}"):
+        validate_packed(path)
+
+
 def test_open_packed_errors(tmp_path):
     missing = tmp_path / "missing.h5"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
