@@ -78,3 +78,6 @@ def test_crop_keypoints_visibility():
     out = crop_keypoints(kp, box, 100, 100)
     assert out[:4, 2].tolist() == [1, 1, 0, 0], "outside the image or unannotated: not visible"
     np.testing.assert_allclose(out[:2, :2], to_crop(kp[:2, :2], box))
+    # inside the image but outside a tight crop (a user's box_scale below 1): not visible either
+    tight = CropBox(40, 40, 20, False)
+    assert crop_keypoints(kp, tight, 100, 100)[:2, 2].tolist() == [1, 0]

@@ -251,6 +251,36 @@ def test_rendered_heatmaps_peak_at_the_keypoints():
         assert 240 < maps[0, k].max() <= 255
 
 
+def test_rendered_heatmaps_are_centred_on_the_map_pixels():
+    """A keypoint on a map pixel's centre (crop x = 2c + 0.5 at 160 px) peaks there, its two neighbours equal."""
+    keypoints = torch.tensor([[[80.5, 120.5, 1.0]] * 21])
+    maps = render_heatmaps(keypoints, 160, sigma=6.0)[0, 0]
+    assert divmod(int(maps.argmax()), 160) == (60, 40)
+    torch.testing.assert_close(maps[60, 39], maps[60, 41])
+    torch.testing.assert_close(maps[59, 40], maps[61, 40])
+
+
+def test_stored_heatmaps_move_with_the_image():
+    """Packed heatmaps are warped by the sample's zoom and shift, as the image and keypoints are."""
+    keypoints = torch.zeros(1, 21, 3)
+    keypoints[0, :, 0] = torch.linspace(60, 260, 21)
+    keypoints[0, :, 1] = torch.linspace(220, 90, 21)
+    keypoints[0, :, 2] = 1.0
+    batch = {
+        "images": torch.zeros(1, 320, 320, 3, dtype=torch.uint8),
+        "keypoints_2d": keypoints,
+        "heatmaps": render_heatmaps(keypoints, 160, sigma=6.0).round().to(torch.uint8),
+        "augment": torch.tensor([[1.2, 20.0, -10.0, 1.0, 1.0, 1.0, 0.0]]),
+    }
+    out = augment_batch(batch, 160, "stored")
+    moved = out["keypoints_2d"][0]
+    assert (moved[:, 2] > 0).sum() >= 15
+    for k in torch.nonzero(moved[:, 2] > 0)[:, 0].tolist():
+        row, col = divmod(int(out["heatmaps"][0, k].argmax()), 160)
+        peak = torch.tensor([(col + 0.5) * 2 - 0.5, (row + 0.5) * 2 - 0.5])
+        assert (peak - moved[k, :2]).abs().max() <= 2.0, (k, peak, moved[k])  # within a map pixel
+
+
 def test_colour_jitter_stays_in_range_and_changes_the_image(synthetic_packed):
     batch = _batch(synthetic_packed, AugmentConfig(zoom=0, shift=0))
     plain = augment_batch({**batch, "augment": _batch(synthetic_packed, OFF)["augment"]}, 128)["images"]

@@ -23,18 +23,27 @@ def _decoded(model, params: torch.Tensor) -> dict[str, np.ndarray]:
     return {"kp2d": out.keypoints_2d.numpy(), "kp3d": out.keypoints_3d.numpy(), "verts": out.vertices.numpy()}
 
 
-def write_test_set(path, model, params: torch.Tensor, shifted: int, heatmaps: bool = False) -> None:
-    """Samples whose ground truth is the hand of ``params``; the last ``shifted`` moved by SHIFT in the crop only."""
+def write_test_set(
+    path, model, params: torch.Tensor, shifted: int, heatmaps: bool = False, camera_offset=(0.0, 0.0, 0.0), no_3d=0
+) -> None:
+    """Samples whose ground truth is the hand of ``params``; the last ``shifted`` moved by SHIFT in the crop only.
+    ``camera_offset`` (metres) moves the 3D ground truth as a camera frame places it; the first ``no_3d`` samples
+    have no 3D (NaN, ``has_3d`` false)."""
     count = 5
     rows = params[None].repeat(count, 1)
     rows[count - shifted :, model.layout.translation] += torch.tensor(SHIFT)
     hand = _decoded(model, rows)
     visible = np.ones((count, 21, 1), np.float32)
+    has_3d = np.arange(count) >= no_3d
+    keypoints_3d, vertices = (
+        np.where(has_3d[:, None, None], hand[name] + np.float32(camera_offset), np.nan) for name in ("kp3d", "verts")
+    )
     data = {
         "images": np.random.default_rng(0).integers(0, 255, (count, 320, 320, 3), dtype=np.uint8),
         "keypoints_2d": np.concatenate([hand["kp2d"], visible], axis=2),
-        "keypoints_3d": hand["kp3d"],
-        "vertices": hand["verts"],
+        "keypoints_3d": keypoints_3d.astype(np.float32),
+        "has_3d": has_3d,
+        "vertices": vertices.astype(np.float32),
         "crop_box": np.tile(np.array([10, 20, SIDE, 0], np.float32), (count, 1)),
         "names": [f"sample{i}" for i in range(count)],
     }
@@ -73,6 +82,21 @@ def test_metrics_match_the_ground_truth_made_by_hand(evaluated):
     assert model["freihand"]["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
     assert model["freihand"]["pa_mpvpe_mm"] == pytest.approx(0.0, abs=1e-3)
     assert model["freihand"]["f_at_5mm"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dataset", ["stb", "freihand"])
+def test_3d_scores_are_root_relative_and_of_the_samples_with_3d(fixed_model, tmp_path, dataset):
+    """Real 3D ground truth sits in the camera frame, half a metre away; the model's hand has no absolute position.
+    And a test set may mix samples with and without 3D."""
+    path, params = fixed_model
+    write_test_set(tmp_path / "t.h5", load_model(path), params, 0, camera_offset=(0.1, 0.2, 0.5), no_3d=2)
+    outs = [str(tmp_path / n) for n in ("m.json", "p.png", "s.png")]
+    record = evaluate(str(path), str(tmp_path / "t.h5"), *outs, dataset=dataset)
+    model = record["scores"]["model"]
+    assert (record["samples"], record["samples_3d"]) == (5, 3)
+    assert model["pck_3d"]["count"] == 3 * 21 and model["pck_3d"]["auc"] == pytest.approx(1.0)
+    assert model["mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert model["freihand"]["pa_mpvpe_mm"] == pytest.approx(0.0, abs=1e-3)
 
 
 def test_baseline_is_the_mean_hand_and_is_worse(evaluated):

@@ -95,6 +95,15 @@ def test_keypoint_2d_loss_value_and_visibility():
     assert keypoint_2d_loss(moved, gt) == 0
 
 
+def test_keypoint_2d_loss_is_a_mean_over_the_samples_with_a_visible_keypoint():
+    """Samples with nothing visible (3D-only data, say) neither add to the loss nor dilute it."""
+    gt = _keypoints_2d()
+    moved = gt[..., :2].clone()
+    moved[0, 3, 0] += 32
+    gt[1:, :, 2] = 0
+    torch.testing.assert_close(keypoint_2d_loss(moved, gt), torch.tensor(0.2**2))
+
+
 def test_keypoint_2d_loss_with_nothing_visible_is_zero_with_finite_gradients():
     gt = _keypoints_2d()
     gt[..., 2] = 0
@@ -130,6 +139,24 @@ def test_keypoint_3d_normalized_forms_ignore_scale_and_translation():
     assert keypoint_3d_loss(gt + 0.3, gt, has, "weak_perspective", camera) < 1e-10
 
 
+def test_keypoint_3d_normalized_forms_differ_in_their_gradients():
+    """``normalized_nodetach`` differentiates through the statistics, so its loss is scale-invariant in the gradient
+    too: moving the prediction along itself (a scaling) changes nothing to first order. ``normalized`` detaches them,
+    so its gradient has a part along that scaling."""
+    gt = _keypoints_3d()
+    has = torch.ones(3, dtype=torch.bool)
+    base = 1.3 * gt + 0.01 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(2))
+    along_scale = {}
+    for form in ("normalized", "normalized_nodetach"):
+        pred = base.clone().requires_grad_()
+        keypoint_3d_loss(pred, gt, has, form).backward()
+        assert pred.grad.sum(dim=1).abs().max() < 1e-5  # root-relative: a translation changes nothing
+        spread = base - base.mean(dim=1, keepdim=True)  # a scaling moves each point along its own offset
+        along_scale[form] = (pred.grad * spread).sum().abs() / (pred.grad.norm() * spread.norm())  # a cosine
+    assert along_scale["normalized_nodetach"] < 1e-5  # measured: 7e-9
+    assert along_scale["normalized"] > 0.01  # measured: 0.073 (the residual left after standardising is small)
+
+
 def test_keypoint_3d_weak_perspective_value_and_detached_camera():
     gt = _keypoints_3d(batch=1)
     pred = gt.clone()
@@ -157,6 +184,9 @@ def test_keypoint_3d_nan_ground_truth_without_3d_is_ignored(form):
     assert torch.all(pred.grad[1] == 0)
     alone = keypoint_3d_loss(pred[[0, 2]], gt[[0, 2]], has[[0, 2]], form, camera[[0, 2]])
     torch.testing.assert_close(loss, alone)
+    # flagged as having 3D but not finite (a bad label): ignored as well, not NaN in the loss
+    flagged = keypoint_3d_loss(pred, gt, torch.ones(3, dtype=torch.bool), form, camera)
+    torch.testing.assert_close(flagged, alone)
     pred.grad = None
     none = keypoint_3d_loss(pred, gt, torch.zeros(3, dtype=torch.bool), form, camera)
     none.backward()

@@ -96,8 +96,8 @@ def test_untrained_network_predicts_the_mean_hand_at_the_crop_centre(rgb_model):
     torch.testing.assert_close(pred.params, rgb_model.mean.expand(2, -1), rtol=0, atol=0)
     assert ((pred.keypoints_2d >= 0) & (pred.keypoints_2d <= CROP_SIZE - 1)).all()
     lo, hi = pred.vertices_2d.amin(dim=1), pred.vertices_2d.amax(dim=1)
-    assert torch.allclose((hi - lo).amax(dim=1), torch.tensor(BOX_SIDE), atol=2)
-    assert torch.allclose((lo + hi) / 2, torch.tensor(CENTRE), atol=2)
+    assert torch.allclose((hi - lo).amax(dim=1), torch.tensor(BOX_SIDE), atol=1e-3)
+    assert torch.allclose((lo + hi) / 2, torch.tensor(CENTRE), atol=1e-3)  # pixel centres at integers: 159.5
     k2, k3 = pred.keypoints_2d[0], pred.keypoints_3d[0]
     assert k2[12, 1] < k2[0, 1] - 0.5 * BOX_SIDE  # the middle fingertip well above the wrist: fingers up
     assert k2[4, 0] > k2[20, 0]  # thumb on the image right: a right hand seen from the palm side
@@ -125,6 +125,30 @@ def test_gradients_reach_head_then_backbone(rgb_model):
     for name in ("conv1.weight", "layer1.0.conv1.weight", "layer4.1.conv2.weight"):
         grad = model.backbone.get_parameter(name).grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_the_camera_scale_stays_positive_whatever_the_head_says(rgb_model):
+    """s = mean_s * exp(SCALE_STEP * out_s): a negative s would project the hand turned 180 degrees (a mirror
+    solution training drifted into)."""
+    from hand3d.model import SCALE_STEP
+
+    model = copy.deepcopy(rgb_model)
+    mean_s = float(model.mean[0])
+    for out_s in (-20.0, -1.0, 3.0):
+        with torch.no_grad():
+            model.head.bias[0] = out_s
+            s = model.regress(_images())[:, 0]
+        assert (s > 0).all()
+        torch.testing.assert_close(s, torch.full_like(s, mean_s * np.exp(SCALE_STEP * out_s)), rtol=1e-5, atol=0)
+
+
+def test_the_mask_term_reaches_the_camera_through_the_projected_vertices(rgb_model):
+    """The camera is supervised through the reprojection: projected vertices carry gradients to s, tx and ty."""
+    params = rgb_model.mean.expand(2, -1).clone().requires_grad_()
+    rgb_model.decode(params).vertices_2d[..., 0].mean(dim=1).sum().backward()
+    camera = params.grad[:, ParamLayout().camera]
+    torch.testing.assert_close(camera[:, 1:], torch.tensor([[1.0, 0.0]] * 2))  # d mean(x) / d (tx, ty)
+    assert (camera[:, 0].abs() > 0).all()
 
 
 def test_heatmap_filters_start_at_zero(rgb2d_model):

@@ -96,3 +96,31 @@ def test_a_split_without_a_usable_sample_fails_naming_the_root(tmp_path):
     with pytest.raises(ValueError, match=r"hand_labels: no usable mpii_nzsl test sample \(skipped: none\)"):
         real_data.index_dataset("mpii_nzsl", str(tmp_path / "hand_labels"), "test", {}, str(out))
     assert not out.exists()
+
+
+@pytest.mark.parametrize("is_left", [False, True])
+def test_a_crop_keeps_its_3d_keypoints_consistent_with_its_2d_ones(tmp_path, is_left):
+    """Left hands are mirrored into right ones: the crop's x axis and the 3D X axis flip together, so the cropped
+    2D keypoints stay a projection of the 3D ones (a weak-perspective fit with a positive scale leaves a small
+    residual; with the 3D left unmirrored it would not)."""
+    from collections import Counter
+
+    import cv2
+    import numpy as np
+
+    from hand3d.camera import fit_weak_perspective, project_perspective, project_weak_perspective
+    from hand3d.datasets.base import RawSample
+
+    rng = np.random.default_rng(4)
+    points = rng.uniform(-0.06, 0.06, (21, 3)) * [1, 1, 0.2] + [0.05, -0.02, 1.0]  # hand-sized, flat, 1 m away
+    K = np.array([[1200.0, 0, 320], [0, 1200.0, 240], [0, 0, 1]])
+    keypoints_2d = np.concatenate([project_perspective(points, K), np.ones((21, 1))], axis=1)
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    sample = RawSample("frame", str(image), keypoints_2d, points, is_left=is_left)
+    fields = real_data._crop_one(sample, Counter(), box_scale=2.2)
+    crop_2d, crop_3d = fields["keypoints_2d"], fields["keypoints_3d"]
+    camera = fit_weak_perspective(crop_3d, crop_2d)
+    residual = np.abs(project_weak_perspective(crop_3d, camera) - crop_2d[:, :2]).max()
+    spread = np.ptp(crop_2d[:, :2], axis=0).max()
+    assert camera[0] > 0 and residual < 0.05 * spread, (camera, residual, spread)

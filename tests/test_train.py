@@ -19,7 +19,7 @@ import torch
 from hand3d.augment import augment_batch, unit_noise
 from hand3d.data import PRETRAIN_FIELDS, TRAIN_FIELDS, PackedBatches, Source
 from hand3d.host_sync import HostSyncs, describe
-from hand3d.losses import PretrainWeights, TrainWeights
+from hand3d.losses import PretrainWeights, TrainWeights, training_loss
 from hand3d.model import HandRegressor, load_model
 from hand3d.objectives import PretrainObjective, TrainObjective
 from hand3d.train import Settings, launch, load_initial_weights, read_fields, train
@@ -210,6 +210,35 @@ def test_a_checkpoint_from_other_settings_is_not_reused(hand_model_path, synthet
     assert torch.load(tmp_path / "model.pt", weights_only=True)["meta"]["signature"] != first
 
 
+def test_every_setting_that_decides_the_run_is_in_its_signature(hand_model_path, synthetic_packed):
+    """A field added to Settings and left out of the signature would let a changed run finish from an old state."""
+    from dataclasses import fields
+
+    from hand3d.train_state import signature
+
+    base = _settings(hand_model_path, synthetic_packed, stage="train", inputs="rgb+2d")
+    other = {
+        "stage": "pretrain", "hand_model": "other.npz", "datasets": {"other.h5": 1.0}, "iterations": 31,
+        "batch_size": 8, "lr": 2e-3, "lr_step": 7, "lr_gamma": 0.1, "backbone": "resnet34", "inputs": "rgb",
+        "input_size": 96, "num_pca": 12, "imagenet_weights": "w.pth", "init": "init.pt",
+        "three_d_form": "normalized", "loss_weights": {"mask": 1.0}, "augment": {"zoom": 0.0}, "heatmap_sigma": 3.0,
+        "seed": 1, "log_every": 6,
+    }  # fmt: skip
+    decided = [f.name for f in fields(Settings) if f.name not in Settings.RUN_FIELDS]
+    assert sorted(other) == sorted(decided), "give the new field another value here"
+    for name, value in other.items():
+        assert replace(base, **{name: value}).signature_fields() != base.signature_fields(), name
+    for name in Settings.RUN_FIELDS:  # how it runs: the same signature
+        value = {"device": "cpu", "compile": True, "threads": 2, "readers": "processes", "cuda_graphs": True}
+        changed = replace(base, **{name: value.get(name, 999)})
+        assert changed.signature_fields() == base.signature_fields(), name
+    # an RGB run reads no heatmaps: their sigma is not part of what it computes
+    rgb = replace(base, inputs="rgb")
+    assert replace(rgb, heatmap_sigma=3.0).signature_fields() == rgb.signature_fields()
+    # nor is the number of processes a setting, but it splits each batch: part of the signature
+    assert signature(base.signature_fields(), ["d"], 1) != signature(base.signature_fields(), ["d"], 2)
+
+
 def test_the_signature_digests_imagenet_weights_and_lists_the_fields_read(hand_model_path, synthetic_packed, tmp_path):
     weights = tmp_path / "resnet18.pth"
     weights.write_bytes(b"first")
@@ -277,6 +306,31 @@ def test_training_objective_compiles_to_one_graph(hand_model_path, synthetic_pac
     batch = augment_batch(loaded, 64, "render" if inputs == "rgb+2d" else None)
     explained = torch._dynamo.explain(objective)(batch, torch.tensor(100.0))
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons[:2]
+
+
+@pytest.mark.parametrize("form", ["weak_perspective", "normalized_nodetach"])
+def test_training_objective_gives_the_terms_of_its_form_and_the_2d_error_of_visible_keypoints(
+    hand_model_path, synthetic_packed, form
+):
+    model = HandRegressor(hand_model_path, backbone="resnet18", inputs="rgb", input_size=64).eval()
+    loaded = PackedBatches([Source(str(synthetic_packed))], 4, TRAIN_FIELDS, seed=0).batch(0)
+    batch = augment_batch(loaded, 64, None)
+    batch["keypoints_2d"][:, ::2, 2] = 0  # every other keypoint hidden
+    batch["has_3d"][:] = True
+    objective = TrainObjective(model, TrainWeights(), form)
+    with torch.no_grad():
+        got = dict(zip(objective.columns, objective(batch, torch.tensor(100.0)).tolist(), strict=True))
+        prediction = model.decode(model.regress(batch["images"]))
+    want = training_loss(prediction, batch, TrainWeights(), form, mask_weight=100.0)
+    for name in ("keypoints_2d", "keypoints_3d", "mask", "regularisation", "total"):
+        assert got[name] == pytest.approx(float(want[name]), rel=1e-4), name
+    other_form = "normalized" if form == "weak_perspective" else "weak_perspective"
+    other = training_loss(prediction, batch, TrainWeights(), other_form, mask_weight=100.0)["keypoints_3d"]
+    assert got["keypoints_3d"] != pytest.approx(float(other), rel=1e-2)
+    visible = batch["keypoints_2d"][..., 2] > 0
+    distance = (prediction.keypoints_2d - batch["keypoints_2d"][..., :2]).norm(dim=-1)
+    assert got["error_2d_px"] == pytest.approx(float(distance[visible].mean()), rel=1e-4)
+    assert got["error_2d_px"] != pytest.approx(float(distance.mean()), rel=1e-3)
 
 
 def test_cuda_graphs_without_compiling_are_ignored_with_a_warning(hand_model_path, synthetic_packed, tmp_path, caplog):
