@@ -161,6 +161,20 @@ def test_rows_are_the_stored_samples(synthetic_packed):
         np.testing.assert_array_equal(batch[name].numpy(), stored[name])
 
 
+def test_each_process_of_a_ddp_run_draws_its_own_samples(synthetic_packed):
+    """Rank r draws from the seed (seed, r, step): two ranks training on the same rows would halve the batch."""
+    source = [Source(str(synthetic_packed))]
+    names = {}
+    for rank in (0, 1):
+        stream = PackedBatches(source, 8, PRETRAIN_FIELDS, seed=0, rank=rank)
+        rng = np.random.default_rng([0, rank, 3])
+        rng.multinomial(8, [1.0])
+        names[rank] = np.sort(rng.choice(32, size=8, replace=False))
+        stored = read_samples(synthetic_packed, names[rank], ["params"])["params"]
+        np.testing.assert_array_equal(stream.batch(3)["params"].numpy(), stored)
+    assert not np.array_equal(names[0], names[1])
+
+
 def _copy_with_params_removed(src, dst):
     data = read_samples(src, range(8), ["images", "keypoints_2d", "names"])
     data["keypoints_2d"][..., 0] += 0.25  # told apart from the source's rows

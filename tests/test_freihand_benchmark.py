@@ -59,19 +59,22 @@ def test_predictions_are_written_in_the_benchmark_format_and_scored(fixed_model,
     model_path, params = fixed_model
     root, gt = freihand
     pred = tmp_path / "pred.json"
-    assert predict_freihand(str(model_path), str(root), str(pred)) == 4
+    assert predict_freihand(str(model_path), str(root), str(pred), batch_size=3) == 4  # a second, short batch
     xyz, verts = load_prediction(pred)
     assert xyz.shape == (4, 21, 3) and verts.shape[0] == 4
     # the lifted hand's origin lands where the weak-perspective camera puts it (224-px images, the whole crop)
     K = np.array(json.loads((root / "evaluation_K.json").read_text()))
     k = 224 / 320
     expected = [k * (float(params[1]) + 0.5) - 0.5, k * (float(params[2]) + 0.5) - 0.5]
+    assert len({tuple(np.ravel(k)) for k in K}) == 4, "each image has its own intrinsics"
     with torch.no_grad():
-        relative = load_model(model_path).decode(params[None]).keypoints_3d[0].double().numpy()
+        hand = load_model(model_path).decode(params[None])
+    relative, relative_verts = (a[0].double().numpy() for a in (hand.keypoints_3d, hand.vertices))
     for i in range(4):
         origin = xyz[i] - relative  # the same point (the model's origin) from every keypoint
         assert origin.std(axis=0) == pytest.approx(0.0, abs=1e-6)
         assert project_perspective(origin[:1], K[i])[0] == pytest.approx(expected, abs=1e-3)
+        np.testing.assert_allclose(verts[i] - relative_verts, origin[:1].repeat(len(verts[i]), 0), atol=1e-6)
     record = evaluate_freihand(str(pred), str(gt))
     gt_xyz, gt_verts = (np.array(a) for a in _gt(gt))
     assert "mesh_skipped" not in record  # the procedural hand's vertices on both sides

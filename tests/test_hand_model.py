@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import smplx
@@ -35,6 +37,38 @@ def test_inconsistent_model_is_refused_with_key_named(tmp_path, procedural_array
     with pytest.raises(ValueError, match=r"broken\.npz: key 'weights' has shape"):
         save_hand_model(tmp_path / "broken.npz", broken)
     assert not (tmp_path / "broken.npz").exists()
+
+
+class _Trap:
+    """Unpickled, it would create ``marker``: a stand-in for code a crafted file runs."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_an_npz_carrying_a_pickled_object_is_refused_unread(tmp_path, procedural_arrays):
+    marker, npz = tmp_path / "ran", tmp_path / "crafted.npz"
+    np.savez(npz, **procedural_arrays, extra=np.array([_Trap(marker)], dtype=object))
+    with pytest.raises(ValueError, match=r"crafted\.npz: not a hand model npz of plain arrays"):
+        load_hand_model_arrays(npz)
+    assert not marker.exists()
+
+
+def test_a_fingertip_id_past_the_last_vertex_is_refused(procedural_arrays):
+    from hand3d.hand_model import check_hand_model
+
+    tips = procedural_arrays["tip_vertex_ids"].copy()
+    tips[0] = len(procedural_arrays["v_template"])
+    with pytest.raises(ValueError, match=r"here: key 'tip_vertex_ids' must be 5 vertex indices below"):
+        check_hand_model(dict(procedural_arrays, tip_vertex_ids=tips), "here")
+
+
+def test_the_fingertip_vertices_are_freihands():
+    """Thumb, index, middle, ring, little tips of the real MANO mesh, as FreiHAND's ground truth uses them."""
+    assert MANO_TIP_VERTEX_IDS.tolist() == [744, 320, 443, 555, 672]
 
 
 def test_missing_model_file_error_names_it(tmp_path):

@@ -276,3 +276,19 @@ def test_build_backbone_names_the_file_and_keys_on_a_mismatch(resnet18_file, tmp
         build_backbone("resnet18", 3, tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("vgg16", 3)
+
+
+def test_predict_crops_feeds_the_network_as_training_does(rgb2d_model):
+    """Crops (N, H, W, 3) as packed, in batches (the last one short), give what the network gives on (N, 3, H, W)."""
+    from hand3d.inference import predict_crops
+
+    model = _with_random_head(rgb2d_model)
+    images = _images(batch=5).permute(0, 2, 3, 1).contiguous().numpy()  # channels last, as in a packed file
+    maps = _heatmaps(batch=5).numpy()
+    got = predict_crops(model, images, maps, batch_size=2)
+    with torch.no_grad():
+        want = model(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(maps))
+    np.testing.assert_allclose(got["params"], want.params.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got["keypoints_2d"], want.keypoints_2d.numpy(), rtol=1e-4, atol=1e-3)
+    transposed = predict_crops(model, images.transpose(0, 2, 1, 3).copy(), maps, batch_size=2)
+    assert np.abs(transposed["params"] - got["params"]).max() > 1e-3  # the pixels' layout matters

@@ -63,6 +63,28 @@ def test_whole_images_of_odd_sizes_give_mesh_json_and_overlay(fixed_model, image
     assert changed.mean() > 0.02, "the mesh is drawn over the image"
 
 
+def test_the_written_joint_rotations_pose_smplx_mano_as_the_model_did(fixed_model, images, tmp_path, hand_model_path):
+    """``hand_pose`` is absolute (PCA times components plus MANO's mean pose): fed to smplx's full-pose MANO with a
+    flat mean, it gives the mesh the model predicted."""
+    import smplx
+    import torch
+
+    from hand3d.hand_model import load_hand_model_arrays
+    from hand3d.model import load_model
+
+    model_path, params = fixed_model
+    predict([str(images / "img0.png")], str(model_path), str(tmp_path), batch_size=1)
+    mano = json.loads((tmp_path / "img0_0.json").read_text())["mano"]
+    arrays = load_hand_model_arrays(hand_model_path)
+    full = smplx.MANO(str(hand_model_path), data_struct=smplx.utils.Struct(**arrays), use_pca=False,
+                      flat_hand_mean=True)  # fmt: skip
+    with torch.no_grad():
+        given = {k: torch.tensor(np.ravel(mano[k])[None], dtype=torch.float32) for k in ("global_orient", "hand_pose")}
+        posed = full(betas=torch.tensor([mano["betas"]], dtype=torch.float32), **given)
+        predicted = load_model(model_path).decode(params[None]).vertices[0]
+    np.testing.assert_allclose(posed.vertices[0].numpy(), predicted.numpy(), atol=1e-5)
+
+
 def test_left_hands_are_mirrored_in_and_out(fixed_model, images, tmp_path):
     model_path, _ = fixed_model
     image = images / "img0.png"
@@ -117,8 +139,18 @@ def test_bad_boxes_file_is_refused_naming_it(tmp_path, content, message):
         load_boxes(path)
 
 
-def test_openpose_detections_crop_and_feed_an_rgb2d_model(hand_model_path, images, tmp_path):
+def test_openpose_detections_crop_and_feed_an_rgb2d_model(hand_model_path, images, tmp_path, monkeypatch):
+    import hand3d.predict as predict_module
+    from hand3d.crop import CropBox, to_crop
     from hand3d.model import HandRegressor, save_model
+
+    fed, real_predict_crops = [], predict_module.predict_crops  # the heatmaps the network is given
+
+    def predict_crops_noting_heatmaps(model, crops, maps, **kwargs):
+        fed.append(maps)
+        return real_predict_crops(model, crops, maps, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict_crops", predict_crops_noting_heatmaps)
 
     model_path = tmp_path / "rgb2d.pt"
     save_model(model_path, HandRegressor(hand_model_path, backbone="resnet18", inputs="rgb+2d", input_size=64))
@@ -133,7 +165,17 @@ def test_openpose_detections_crop_and_feed_an_rgb2d_model(hand_model_path, image
     done = predict([str(images)], str(model_path), str(tmp_path / "o"), openpose=str(detections))
     assert done.hands == 1, "only the left hand has confident keypoints"
     assert done.issues == {"unreadable image": 1, "no hand found": 2}
-    assert json.loads((tmp_path / "o/img0_0.json").read_text())["hand"] == "left"
+    record = json.loads((tmp_path / "o/img0_0.json").read_text())
+    assert record["hand"] == "left"
+    # each heatmap peaks where its detection lies in the mirrored crop (80-px maps of the 320-px crop)
+    box = CropBox(**record["crop_box"])
+    (maps,) = fed
+    size = maps.shape[-1]
+    for k, (x, y) in enumerate(to_crop(hand, box)[:, :2]):
+        row, col = divmod(int(maps[0, k].argmax()), size)
+        peak = (np.array([col, row]) + 0.5) * 320 / size - 0.5
+        assert np.abs(peak - [x, y]).max() <= 320 / size, (k, peak, (x, y))
+        assert 0.7 * 255 < maps[0, k].max() <= 0.8 * 255 + 1  # the detection's confidence, sampled near its peak
 
 
 def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsys):

@@ -58,12 +58,46 @@ def test_projected_3d_keypoints_are_the_2d_keypoints(shard):
     assert np.all(data["keypoints_2d"][..., 2] == 1), "hands are placed inside the crop"
 
 
+def test_the_parameters_are_the_stored_hand(shard, hand_layer):
+    """Pretraining regresses ``params``: the hand layer on them must give the stored 3D keypoints and vertices."""
+    import torch
+
+    data, _ = shard
+    params = torch.from_numpy(data["params"])
+    with torch.no_grad():
+        out = hand_layer(params[:, 3:6], params[:, 6:12], params[:, 12:])
+    np.testing.assert_allclose(out.keypoints.numpy(), data["keypoints_3d"], atol=1e-5)
+    np.testing.assert_allclose(out.vertices.numpy(), data["vertices"], atol=1e-5)
+
+
+def test_train_and_test_shards_draw_other_hands():
+    from hand3d.synthetic import shard_rng
+
+    draws = {split: sample_hand_parameters(shard_rng(3, split, 1), 4, SamplerConfig())["pose"] for split in
+             ("train", "test")}  # fmt: skip
+    assert not np.allclose(draws["train"], draws["test"])
+    again = sample_hand_parameters(shard_rng(3, "train", 1), 4, SamplerConfig())["pose"]
+    np.testing.assert_array_equal(again, draws["train"])
+
+
 def test_hand_box_fills_the_configured_share_of_the_crop(shard):
     data, _ = shard
     screen = project(data["vertices"], data["params"][:, :3])
     side = (screen[..., :2].max(axis=1) - screen[..., :2].min(axis=1)).max(axis=1)
     assert np.all((side >= 320 / 2.4 - 1e-3) & (side <= 320 / 2.0 + 1e-3)), side
     assert screen[..., :2].min() >= 0 and screen[..., :2].max() <= 319
+
+
+def test_placed_hands_stay_inside_the_crop_pixels():
+    """u = s*X + t lies in [0, 319] for every vertex of every placement, at the extremes of the box ratio too."""
+    from hand3d.synthetic import place_in_crop
+
+    rng = np.random.default_rng(0)
+    clouds = rng.normal(0, 0.04, (2000, 50, 3)) * rng.uniform(0.3, 2, (2000, 1, 3))
+    camera = place_in_crop(rng, clouds, SamplerConfig()).astype(np.float64)
+    screen = project(clouds, camera)[..., :2]
+    assert screen.min() >= -1e-4 and screen.max() <= 319 + 1e-4
+    assert screen.max() > 318.5 and screen.min() < 0.5  # the placements reach both edges
 
 
 def test_masks_cover_the_camera_facing_vertices(shard, hand_layer):

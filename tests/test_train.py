@@ -153,8 +153,11 @@ def _job(settings: Settings, folder: Path) -> list[str]:
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(hand_model_path, synthetic_packed, tmp_path):
-    settings = _settings(hand_model_path, synthetic_packed, iterations=30, checkpoint_every=5)
+    # the learning rate halves every 7 steps: a resumed run must carry on the schedule where it was
+    settings = _settings(hand_model_path, synthetic_packed, iterations=30, checkpoint_every=5, lr_step=7, lr_gamma=0.5)
     subprocess.run(_job(settings, tmp_path / "whole"), check=True, capture_output=True)
+    lrs = [row["lr"] for row in _history(tmp_path / "whole/history.csv")]
+    assert lrs == pytest.approx([1e-3 * 0.5 ** (step // 7) for step in (5, 10, 15, 20, 25, 30)])
     command = _job(settings, tmp_path / "killed")
     state = tmp_path / "killed/state/state.pt"
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,6 +178,44 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(hand_model
     assert (
         _history(tmp_path / "whole/history.csv")[-1]["total"] == _history(tmp_path / "killed/history.csv")[-1]["total"]
     )
+
+
+def test_history_rows_are_the_means_of_their_steps(hand_model_path, synthetic_packed, tmp_path):
+    settings = _settings(hand_model_path, synthetic_packed, stage="train", iterations=6, log_every=1, compile=False)
+    _, each = _run(settings, tmp_path / "each")
+    _, grouped = _run(replace(settings, log_every=3), tmp_path / "grouped")
+    assert [row["step"] for row in grouped] == [3, 6]
+    for row, steps in zip(grouped, (each[:3], each[3:]), strict=True):
+        for column in ("total", "keypoints_2d", "mask", "error_2d_px"):
+            assert row[column] == pytest.approx(sum(s[column] for s in steps) / 3, rel=1e-5), column
+
+
+def test_pixel_noise_is_drawn_anew_each_step_and_again_on_resume():
+    from types import SimpleNamespace
+
+    from hand3d.train import _noise
+
+    def noise(step: int, rank: int = 0) -> torch.Tensor:
+        run = SimpleNamespace(
+            settings=SimpleNamespace(seed=0, input_size=8), processes=SimpleNamespace(rank=rank), step=step,
+            device=torch.device("cpu"),
+        )  # fmt: skip
+        return _noise(run, torch.Generator(), 2)
+
+    assert torch.equal(noise(3), noise(3))  # a resumed run draws the same noise
+    assert not torch.equal(noise(3), noise(4)) and not torch.equal(noise(3), noise(3, rank=1))
+
+
+def test_a_state_file_carrying_pickled_code_is_ignored_unrun(tmp_path, caplog):
+    from hand3d.train_state import STATE_FILE, load_state
+
+    class Trap:  # unpickled, it would create the marker: a stand-in for code a crafted file runs
+        def __reduce__(self):
+            return Path.touch, (tmp_path / "ran",)
+
+    torch.save({"signature": "s", "step": 3, "trap": Trap()}, tmp_path / STATE_FILE)
+    assert load_state(tmp_path, "s") is None
+    assert not (tmp_path / "ran").exists() and "unreadable training state" in caplog.text
 
 
 def test_checkpoints_hold_whole_history_rows(hand_model_path, synthetic_packed, tmp_path, monkeypatch):
