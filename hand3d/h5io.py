@@ -195,9 +195,9 @@ def _combine(entries: Iterable[Entry]) -> str:
     return top.hexdigest()
 
 
-def _field_digests(entries: Iterable[Entry]) -> str:
-    """The ``field_sha256`` attribute: JSON ``{name: SHA-256 of the dataset's entry}``, names sorted."""
-    return json.dumps({entry[0]: hashlib.sha256(_entry_bytes(entry)).hexdigest() for entry in sorted(entries)})
+def _field_digests(entries: Iterable[Entry]) -> dict[str, str]:
+    """``{name: SHA-256 of the dataset's entry}``, names sorted: the ``field_sha256`` attribute, as JSON."""
+    return {entry[0]: hashlib.sha256(_entry_bytes(entry)).hexdigest() for entry in sorted(entries)}
 
 
 def fields_checksum(path: str | os.PathLike, fields: Iterable[str]) -> str | None:
@@ -409,8 +409,9 @@ class PackedWriter:
         attrs["source"], attrs["split"] = self.source, self.split
         attrs["keypoint_order"], attrs["crop_size"] = KEYPOINT_ORDER, CROP_SIZE
         attrs["hand3d_version"], attrs["num_params"] = __version__, self.dims["P"]
-        attrs["content_sha256"] = self.checksum()
-        attrs["field_sha256"] = _field_digests(self._entries())
+        entries = self._entries()
+        attrs["content_sha256"] = _combine(entries)
+        attrs["field_sha256"] = json.dumps(_field_digests(entries))
         self._file.close()
         self._file = None
         os.replace(self._tmp, self.path)
@@ -556,7 +557,7 @@ def _verify_checksums(path, f: h5py.File, stored: str) -> None:
     entries = _entries(f)
     if _combine(entries) != stored:
         raise ValueError(f"{path}: content_sha256 does not match the data (the file was changed or damaged)")
-    if "field_sha256" in f.attrs and json.loads(f.attrs["field_sha256"]) != json.loads(_field_digests(entries)):
+    if "field_sha256" in f.attrs and json.loads(f.attrs["field_sha256"]) != _field_digests(entries):
         raise ValueError(f"{path}: field_sha256 does not match the data (the file was changed or damaged)")
 
 

@@ -28,10 +28,6 @@ from hand3d.image_io import read_rgb
 log = logging.getLogger(__name__)
 
 
-def _write_json(path: str, data: dict) -> None:
-    atomic_write_json(path, data, indent=1)
-
-
 def reader(dataset: str):
     return importlib.import_module(f"hand3d.datasets.{dataset}")
 
@@ -72,8 +68,8 @@ def index_dataset(dataset: str, root: str, split: str, options: dict, out_json: 
     if not result.samples:
         raise ValueError(f"{root}: no usable {dataset} {split} sample (skipped: {dict(result.issues) or 'none'})")
     samples = [_sample_record(s) for s in result.samples]
-    _write_json(out_json, {"dataset": dataset, "split": split, "root": str(root), "issues": result.issues,
-                           "samples": samples})  # fmt: skip
+    record = {"dataset": dataset, "split": split, "root": str(root), "issues": result.issues, "samples": samples}
+    atomic_write_json(out_json, record, indent=1)
 
 
 def _sample_record(s: RawSample) -> dict:
@@ -219,7 +215,7 @@ def crop_shard(index_json: str, shard: int, num_shards: int, out_h5: str, out_is
                 rows = []
         if rows:
             writer.append(_stack(rows, num_params))
-    _write_json(out_issues, dict(issues))
+    atomic_write_json(out_issues, dict(issues), indent=1)
 
 
 # --- segment ------------------------------------------------------------------------------------------------------
@@ -319,7 +315,7 @@ def pack_real(crops: list[str], masks: list[str], heatmaps: list[str], out_h5: s
     issues = Counter(json.loads(Path(index_json).read_text())["issues"])
     for path in crop_issues:
         issues.update(json.loads(Path(path).read_text()))
-    _write_json(out_issues, dict(sorted(issues.items())))
+    atomic_write_json(out_issues, dict(sorted(issues.items())), indent=1)
 
 
 def _append_shard(writer: PackedWriter, crop_file: str, mask_file: str, map_file: str) -> None:
@@ -337,4 +333,4 @@ def merge_issues(split_files: dict[str, str], out_json: str) -> None:
     total: Counter = Counter()
     for counts in per_split.values():
         total.update(counts)
-    _write_json(out_json, {**per_split, "total": dict(sorted(total.items()))})
+    atomic_write_json(out_json, {**per_split, "total": dict(sorted(total.items()))}, indent=1)

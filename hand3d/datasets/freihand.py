@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hand3d.atomic import atomic_write_json
 from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, require
-from hand3d.datasets.mpii_nzsl import write_jpeg, write_json  # the stand-ins' atomic writers
+from hand3d.datasets.mpii_nzsl import write_jpeg  # the stand-ins' atomic JPEG writer
 from hand3d.json_input import read_json
 from hand3d.keypoints import to_openpose
 
@@ -273,11 +274,11 @@ def write_demo(root: str | Path, photographer, seed: int, train: int = 8, test: 
     """
     main, evaluation = Path(root) / MAIN_FOLDER, Path(root) / EVAL_FOLDER
     for key, values in _shoot_split(photographer, seed, main, "train", train).items():
-        write_json(main / f"training_{key}.json", values)
+        atomic_write_json(main / f"training_{key}.json", values)
     labels = _shoot_split(photographer, seed, main, "test", test)
     for key in ("K", "scale"):
-        write_json(main / f"evaluation_{key}.json", labels[key])
+        atomic_write_json(main / f"evaluation_{key}.json", labels[key])
     for key, values in labels.items():
-        write_json(evaluation / f"evaluation_{key}.json", values)
+        atomic_write_json(evaluation / f"evaluation_{key}.json", values)
     log.info("%s stand-in in %s: %d training ids x %d versions, %d test", DATASET, main, train, len(VERSIONS), test)
     return main

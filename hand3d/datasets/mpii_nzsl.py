@@ -148,11 +148,6 @@ def write_jpeg(path: Path, image: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def write_json(path: Path, value: object) -> None:
-    """Write JSON atomically."""
-    atomic_write_json(path, value)
-
-
 def _write_split(
     root: Path, folder: str, count: int, photographer: HandPhotographer, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -168,7 +163,7 @@ def _write_split(
         shot = photographer.shoot(rng, width, height, left=bool(left), hand_size=hand_size)
         stem = _stem(rng, nzsl, bool(left), used)
         write_jpeg(root / folder / f"{stem}.jpg", shot.image)
-        write_json(root / folder / f"{stem}.json", _annotation(shot, rng))
+        atomic_write_json(root / folder / f"{stem}.json", _annotation(shot, rng))
         labels[f"{folder}/{stem}"] = np.asarray(shot.keypoints_2d, dtype=np.float64)
     return labels
 

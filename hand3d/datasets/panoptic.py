@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hand3d.atomic import atomic_write_json
 from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, require
-from hand3d.datasets.mpii_nzsl import cmu_keypoints, write_jpeg, write_json
+from hand3d.datasets.mpii_nzsl import cmu_keypoints, write_jpeg
 
 if TYPE_CHECKING:
     from hand3d.datasets.standin import HandPhotographer
@@ -123,5 +124,5 @@ def write_demo(root: str | Path, photographer: HandPhotographer, seed: int, trai
         write_jpeg(root / entry["img_paths"], shot.image)
         entries.append(entry)
         labels[str(PurePosixPath(entry["img_paths"]).with_suffix(""))] = keypoints
-    write_json(root / ANNOTATIONS, {"root": entries})
+    atomic_write_json(root / ANNOTATIONS, {"root": entries})
     return labels
