@@ -176,7 +176,10 @@ class _Converter:
         if isinstance(obj, _Placeholder):
             return self._placeholder(obj, where)
         if isinstance(obj, np.ndarray | np.generic | bool | int | float | list | tuple):
-            arr = np.asarray(obj)
+            try:
+                arr = np.asarray(obj)
+            except ValueError as e:  # a ragged nested list
+                raise self.fail(where, f"not an array: {e}") from e
             if arr.dtype == object:
                 raise self.fail(where, "object arrays are not supported in a MANO pickle")
             return arr

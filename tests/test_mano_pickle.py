@@ -303,6 +303,8 @@ def test_face_index_out_of_range_is_rejected(tmp_path: Path, arrays: dict[str, A
         (Select(Ch(np.zeros(3)), np.zeros(2), extra_state={"idxs": "01"}), "unexpected value of type str"),
         (Select(Ch(np.zeros(3)), np.array([0.5])), "Select idxs must be integers"),
         (Select(Ch(np.zeros(3)), np.array([7])), "cannot evaluate Select"),
+        ([None, 1.0], "object arrays are not supported"),
+        ([[1.0, 2.0], [3.0]], "not an array: .*inhomogeneous"),
     ],
 )
 def test_bad_chumpy_values_are_named(tmp_path: Path, arrays: dict[str, Any], value: Any, message: str) -> None:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from hand3d.heatmaps import detected_hand, gaussian_heatmaps, openpose_json
-from hand3d.segment import grabcut_mask
+from hand3d.segment import GrabCutConfig, grabcut_mask, seed_mask
 from hand3d.synthetic import SamplerConfig, composite, pose_batch, project
 
 
@@ -29,6 +29,21 @@ def test_grabcut_recovers_a_rendered_hand(hand_layer):
         ious.append((mask & truth).sum() / (mask | truth).sum())
     renderer.release()
     assert np.mean(ious) > 0.7, ious
+
+
+def test_seeds_grade_from_sure_hand_on_the_bone_to_sure_background_beyond_the_margin():
+    """One bone along row 160 with widths 12 / 40 and a 60 px margin: labels by distance from the bone."""
+    import cv2
+
+    kp = np.zeros((21, 3), np.float32)
+    kp[0], kp[1] = [100, 160, 1], [220, 160, 1]
+    mask = seed_mask((320, 320), kp, GrabCutConfig(bone_width=12, probable_width=40, background_margin=60))
+    column = mask[:, 160]
+    assert column[160 + 4] == cv2.GC_FGD and column[160 - 4] == cv2.GC_FGD
+    assert column[160 + 12] == cv2.GC_PR_FGD and column[160 - 12] == cv2.GC_PR_FGD
+    assert column[160 + 40] == cv2.GC_PR_BGD and column[160 - 40] == cv2.GC_PR_BGD
+    assert column[160 + 80] == cv2.GC_BGD and column[160 - 80] == cv2.GC_BGD
+    assert np.all(mask[:, :30] == cv2.GC_BGD), "beyond the margin from the bone's end"
 
 
 def test_grabcut_needs_two_visible_keypoints():

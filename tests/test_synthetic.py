@@ -130,6 +130,24 @@ def test_images_differ_from_background_only_on_the_hand(inputs, hand_layer):
     renderer.release()
 
 
+def test_masks_hold_the_pixels_the_hand_covers_by_half_or_more(inputs, hand_layer):
+    """Neither grown by the edge pixels the hand barely touches nor shrunk by the ones it half covers."""
+    from hand3d.backgrounds import load_backgrounds
+
+    backgrounds = load_backgrounds(inputs["backgrounds"])
+    rng, cfg = np.random.default_rng(8), SamplerConfig()
+    batch = pose_batch(hand_layer, rng, 3, cfg)
+    renderer = Renderer(320, 320)
+    colors = np.full((1, len(batch.vertices[0]), 3), 0.7)
+    masks = [mask for _, mask, _ in render_batch(renderer, batch, hand_layer.faces, colors, backgrounds, rng, cfg)]
+    for mask, verts in zip(masks, project(batch.vertices, batch.params[:, :3]), strict=True):
+        _, coverage = renderer.render(verts, hand_layer.faces, np.ones(3))
+        samples = np.rint(coverage * 4)  # of the renderer's 4 MSAA samples per pixel
+        assert np.abs(samples - coverage * 4).max() < 0.02 and np.isin(samples, (1, 2, 3)).sum() > 200
+        assert np.array_equal(mask == 1, samples >= 2), "half the samples or more"
+    renderer.release()
+
+
 def test_fields_and_attributes(shard):
     data, attrs = shard
     assert data["images"].shape == (COUNT, 320, 320, 3) and data["images"].dtype == np.uint8

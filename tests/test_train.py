@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -216,6 +217,15 @@ def test_a_state_file_carrying_pickled_code_is_ignored_unrun(tmp_path, caplog):
     torch.save({"signature": "s", "step": 3, "trap": Trap()}, tmp_path / STATE_FILE)
     assert load_state(tmp_path, "s") is None
     assert not (tmp_path / "ran").exists() and "unreadable training state" in caplog.text
+
+
+def test_a_save_that_fails_midway_keeps_the_last_state(tmp_path):
+    from hand3d.train_state import STATE_FILE, load_state, save_state
+
+    save_state(tmp_path, {"signature": "s", "step": 3, "weights": torch.ones(1000)})
+    with pytest.raises(Exception, match="pickle"):  # torch.save has written the weights when it meets the lambda
+        save_state(tmp_path, {"signature": "s", "step": 6, "weights": torch.zeros(1000), "hook": lambda: None})
+    assert load_state(tmp_path, "s")["step"] == 3 and os.listdir(tmp_path) == [STATE_FILE]
 
 
 def test_checkpoints_hold_whole_history_rows(hand_model_path, synthetic_packed, tmp_path, monkeypatch):
