@@ -506,10 +506,16 @@ def _check_structure(path, f: h5py.File) -> None:
     lengths = {name: f[name].shape[0] if f[name].shape else None for name in f}
     if len(set(lengths.values())) != 1 or None in lengths.values():
         raise ValueError(f"{path}: datasets disagree on the number of samples: {lengths}")
+    dims = _file_dims(f)
+    for field in FIELDS:
+        if field.name in f:
+            _check_dataset(path, f, field, dims)
+    _check_attrs(path, f, dims)
 
 
 def open_packed(path: str | os.PathLike) -> h5py.File:
-    """Open a packed file read-only after checking it exists, is HDF5, has this layout version and its datasets.
+    """Open a packed file read-only after checking it exists, is HDF5, and has this layout: its version, its
+    datasets' dtypes and shapes, its attributes (the data itself is checked by :func:`validate_packed`).
 
     Use as a context manager: ``with open_packed(path) as f: f["images"][i]``.
     """
@@ -517,7 +523,10 @@ def open_packed(path: str | os.PathLike) -> h5py.File:
         raise FileNotFoundError(f"{path}: packed dataset file not found (build it with snakemake {path})")
     if not h5py.is_hdf5(path):
         raise ValueError(f"{path}: not an HDF5 file; a packed dataset is HDF5 (rebuild it with snakemake {path})")
-    f = h5py.File(path, "r")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:  # truncated or damaged
+        raise ValueError(f"{path}: not a readable HDF5 file ({error}); rebuild it with snakemake {path}") from error
     try:
         _check_structure(path, f)
     except BaseException:
@@ -574,10 +583,6 @@ def validate_packed(path: str | os.PathLike, verify_checksum: bool = True) -> di
         if unexpected:
             raise ValueError(f"{path}: unexpected datasets {unexpected}")
         dims = _file_dims(f)
-        for field in FIELDS:
-            if field.name in f:
-                _check_dataset(path, f, field, dims)
-        _check_attrs(path, f, dims)
         stored = str(f.attrs["content_sha256"])
         if verify_checksum:
             _verify_checksums(path, f, stored)

@@ -263,8 +263,9 @@ def test_validate_refuses_other_attributes(tmp_path, key, value, message):
             del f.attrs[key]
         else:
             f.attrs[key] = value
-    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {re.escape(message)}"):
-        validate_packed(path)
+    for check in (validate_packed, open_packed):  # open_packed: what training and evaluation read through
+        with pytest.raises(ValueError, match=f"{re.escape(str(path))}: {re.escape(message)}"):
+            check(path)
 
 
 def test_open_packed_errors(tmp_path):
@@ -299,6 +300,12 @@ def test_open_packed_errors(tmp_path):
     with pytest.raises(ValueError, match=r"missing datasets \['has_3d'\]"):
         open_packed(short)
 
+    cut = tmp_path / "cut.h5"
+    write(cut, make_batch(4, seed=15))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"{re.escape(str(cut))}: not a readable HDF5 file .*truncated"):
+        open_packed(cut)
+
 
 def test_validate_names_the_dataset(tmp_path):
     path = tmp_path / "v.h5"
@@ -306,8 +313,15 @@ def test_validate_names_the_dataset(tmp_path):
     with h5py.File(path, "r+") as f:
         del f["crop_box"]
         f.create_dataset("crop_box", data=np.zeros((2, 4), np.float64))
-    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: dataset 'crop_box': dtype float64"):
-        validate_packed(path)
+    for check in (validate_packed, open_packed):
+        with pytest.raises(ValueError, match=f"{re.escape(str(path))}: dataset 'crop_box': dtype float64"):
+            check(path)
+    with h5py.File(path, "r+") as f:
+        del f["crop_box"], f["images"]
+        f.create_dataset("crop_box", data=np.zeros((2, 4), np.float32))
+        f.create_dataset("images", data=np.zeros((2, 256, 256, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"dataset 'images': shape \(2, 256, 256, 3\), the layout says \('N', 320"):
+        open_packed(path)
 
 
 def test_read_samples_any_order(tmp_path):
