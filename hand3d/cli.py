@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_MODEL = "results/hand_model/MANO_RIGHT.npz"
@@ -25,6 +26,23 @@ def _floats(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` above zero."""
+
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
 
 
 def _padded(values: list[float], size: int, name: str) -> list[float]:
@@ -200,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--pose", type=_floats, default=[], help="PCA pose coefficients, comma-separated")
     mesh.add_argument("--betas", type=_floats, default=[], help="shape coefficients (up to 10), comma-separated")
     mesh.add_argument("--rot", type=_floats, default=[], help="global rotation, axis-angle in radians: x,y,z")
-    mesh.add_argument("--num-pca", type=int, default=6, help="number of PCA pose components (default: 6)")
+    mesh.add_argument("--num-pca", type=_positive(int), default=6, help="number of PCA pose components (default: 6)")
     mesh.add_argument("--out", required=True, help="output .obj path")
     mesh.add_argument("--keypoints", help="also write the 21 keypoints (metres, OpenPose order) to this JSON")
     mesh.set_defaults(run=cmd_mesh)
@@ -216,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--preview", help="also draw into this PNG: a packed dataset's samples, a hand model's poses and views"
     )
-    inspect.add_argument("--count", type=int, default=16, help="packed samples in the preview (default: %(default)s)")
+    inspect.add_argument(
+        "--count", type=_positive(int), default=16, help="packed samples in the preview (default: %(default)s)"
+    )
     inspect.add_argument(
         "--no-verify", action="store_true", help="packed dataset: skip rereading the data against its checksum"
     )
@@ -235,8 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--hand", choices=("right", "left"), default="right", help="without boxes/detections: the hand in each image"
     )
-    predict.add_argument("--box-scale", type=float, default=2.2, help="crop side / box side (default: %(default)s)")
-    predict.add_argument("--batch-size", type=int, default=16, help="hands per forward pass (default: %(default)s)")
+    predict.add_argument(
+        "--box-scale", type=_positive(float), default=2.2, help="crop side / box side (default: %(default)s)"
+    )
+    predict.add_argument(
+        "--batch-size", type=_positive(int), default=16, help="hands per forward pass (default: %(default)s)"
+    )
     predict.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     predict.add_argument("--hand-model", help="the MANO_RIGHT.npz the model was trained with (default: found)")
     predict.set_defaults(run=cmd_predict)
@@ -250,10 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument(
         "--palm-factor",
-        type=float,
+        type=_positive(float),
         help="STB: the wrist-from-palm factor its reader used (default: 2.0, the reader's and config.yaml's)",
     )
-    evaluation.add_argument("--batch-size", type=int, default=64, help="crops per forward pass (default: %(default)s)")
+    evaluation.add_argument(
+        "--batch-size", type=_positive(int), default=64, help="crops per forward pass (default: %(default)s)"
+    )
     evaluation.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     evaluation.add_argument("--hand-model", help="the MANO_RIGHT.npz the model was trained with (default: found)")
     evaluation.set_defaults(run=cmd_evaluate)
@@ -267,13 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure throughput").add_subparsers(dest="what", required=True)
     render = bench.add_parser("render", help="synthetic rendering: end to end and bare rasterisation, per device")
     render.add_argument("--model", help="hand model npz (default: a procedural hand built for the run)")
-    render.add_argument("--count", type=int, default=64, help="images per measurement (default: %(default)s)")
-    render.add_argument("--msaa", type=int, default=4, help="MSAA samples (default: %(default)s)")
-    render.add_argument("--threads", type=int, default=1, help="CPU threads for torch and llvmpipe")
+    render.add_argument(
+        "--count", type=_positive(int), default=64, help="images per measurement (default: %(default)s)"
+    )
+    render.add_argument("--msaa", type=_positive(int), default=4, help="MSAA samples (default: %(default)s)")
+    render.add_argument("--threads", type=_positive(int), default=1, help="CPU threads for torch and llvmpipe")
     render.set_defaults(run=cmd_bench_render)
     real = bench.add_parser("real", help="real-data stages on a stand-in: index, crop, segment, heatmaps")
     real.add_argument("--model", help="hand model npz (default: a procedural hand built for the run)")
-    real.add_argument("--count", type=int, default=48, help="stand-in hands (default: %(default)s)")
+    real.add_argument("--count", type=_positive(int), default=48, help="stand-in hands (default: %(default)s)")
     real.set_defaults(run=cmd_bench_real)
     train = bench.add_parser("train", help="training step: full step vs bare backbone, images/s and ratio")
     train.add_argument(
@@ -283,14 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--backbone", choices=("resnet18", "resnet34", "resnet50"), help="default: resnet34 on CUDA, resnet18 on CPU"
     )
-    train.add_argument("--input-size", type=int, help="network input side (default: 256 on CUDA, 128 on CPU)")
-    train.add_argument("--batch-size", type=int, help="default: 256 on CUDA, 16 on CPU")
     train.add_argument(
-        "--steps", type=int, help="timed steps, after as many warm-up ones (default: 50 on CUDA, 16 on CPU)"
+        "--input-size", type=_positive(int), help="network input side (default: 256 on CUDA, 128 on CPU)"
     )
-    train.add_argument("--samples", type=int, help="samples in the packed file read (default: 2048 / 64)")
+    train.add_argument("--batch-size", type=_positive(int), help="default: 256 on CUDA, 16 on CPU")
     train.add_argument(
-        "--threads", type=int, help="CPU threads: torch's and the readers' (default: the CPUs this process may use)"
+        "--steps", type=_positive(int), help="timed steps, after as many warm-up ones (default: 50 on CUDA, 16 on CPU)"
+    )
+    train.add_argument("--samples", type=_positive(int), help="samples in the packed file read (default: 2048 / 64)")
+    train.add_argument(
+        "--threads",
+        type=_positive(int),
+        help="CPU threads: torch's and the readers' (default: the CPUs this process may use)",
     )
     train.add_argument(
         "--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the steps (auto: on CUDA)"

@@ -27,6 +27,10 @@ class CropBox:
     side: int
     mirrored: bool
 
+    def meets(self, width: int, height: int) -> bool:
+        """Whether the box holds any pixel of a width x height image."""
+        return self.x0 < width and self.y0 < height and self.x0 + self.side > 0 and self.y0 + self.side > 0
+
     def as_array(self) -> np.ndarray:
         return np.array([self.x0, self.y0, self.side, float(self.mirrored)], dtype=np.float32)
 
@@ -62,7 +66,8 @@ def crop_image(image: np.ndarray, box: CropBox, size: int = CROP_SIZE, interpola
     region = np.zeros((box.side, box.side, *image.shape[2:]), dtype=image.dtype)
     xs, ys = max(box.x0, 0), max(box.y0, 0)
     xe, ye = min(box.x0 + box.side, w), min(box.y0 + box.side, h)
-    region[ys - box.y0 : ye - box.y0, xs - box.x0 : xe - box.x0] = image[ys:ye, xs:xe]
+    if xe > xs and ye > ys:  # else the box misses the image: all black
+        region[ys - box.y0 : ye - box.y0, xs - box.x0 : xe - box.x0] = image[ys:ye, xs:xe]
     if interpolation is None:
         interpolation = cv2.INTER_AREA if box.side > size else cv2.INTER_LINEAR
     out = cv2.resize(region, (size, size), interpolation=interpolation)

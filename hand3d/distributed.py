@@ -43,7 +43,7 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
         name = f"cuda:{local_rank}"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here")
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
     return device
 
 

@@ -17,6 +17,7 @@ image). Outputs per hand ``<stem>_<k>.obj`` (metres, camera axes, the hand model
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,6 +96,10 @@ def _hand_side(entry: dict, where: str) -> bool:
     return side == "left"
 
 
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def load_boxes(path: str | Path) -> dict[str, list[tuple[list[float], bool]]]:
     """``{image name: [(box [x, y, w, h], is_left), ...]}`` from a boxes JSON, every entry checked."""
     data = read_json(path, "boxes JSON", dict, "an object mapping image names to lists of hands was expected")
@@ -106,8 +111,8 @@ def load_boxes(path: str | Path) -> dict[str, list[tuple[list[float], bool]]]:
         for i, hand in enumerate(hands):
             where = f"{path}: {name!r} hand {i}"
             box = hand.get("box") if isinstance(hand, dict) else None
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)):
-                raise ValueError(f"{where}: 'box' must be [x, y, w, h] in pixels")
+            if not (isinstance(box, list) and len(box) == 4 and all(_is_finite_number(v) for v in box)):
+                raise ValueError(f"{where}: 'box' must be [x, y, w, h], finite numbers of pixels")
             if not (box[2] > 0 and box[3] > 0):
                 raise ValueError(f"{where}: the box needs a positive width and height, got {box[2]} x {box[3]}")
             boxes[name].append(([float(v) for v in box], _hand_side(hand, where)))
@@ -135,6 +140,8 @@ class HandLocator:
     ):
         if boxes and openpose:
             raise ValueError("give either boxes or OpenPose detections, not both")
+        if not box_scale > 0:
+            raise ValueError(f"the box scale (crop side / box side) must be positive, got {box_scale}")
         self.boxes = load_boxes(boxes) if boxes else None
         self.openpose = Path(openpose) if openpose else None
         if self.openpose is not None and not self.openpose.is_dir():
@@ -230,6 +237,8 @@ class Predictor:
     def __init__(self, model, locator: HandLocator, out_dir: str | Path, batch_size: int = 16):
         if model.uses_heatmaps and not locator.gives_keypoints:
             raise ValueError("this model takes 2D keypoint heatmaps (rgb+2d): give OpenPose detections (--openpose)")
+        if batch_size < 1:
+            raise ValueError(f"the batch size must be at least 1, got {batch_size}")
         self.model, self.locator, self.batch_size = model, locator, batch_size
         self.out_dir = Path(out_dir)
         self.issues: Counter = Counter()
@@ -242,8 +251,17 @@ class Predictor:
                 log.warning("%s: not a readable image, skipped", path)
                 self.issues["unreadable image"] += 1
                 continue
-            hands = self.locator.hands(path, pixels.shape[1], pixels.shape[0])
-            if not hands:
+            try:
+                located = self.locator.hands(path, pixels.shape[1], pixels.shape[0])
+            except ValueError as error:  # a damaged detections file: this image only
+                log.warning("%s; %s skipped", error, path)
+                self.issues["unreadable detections"] += 1
+                continue
+            hands = [hand for hand in located if hand.box.meets(pixels.shape[1], pixels.shape[0])]
+            if len(hands) < len(located):
+                log.warning("%s: %d box(es) outside the image, skipped", path, len(located) - len(hands))
+                self.issues["box outside the image"] += len(located) - len(hands)
+            elif not hands:
                 self.issues["no hand found"] += 1
             yield _Image(path, pixels, hands)
 

@@ -12,8 +12,12 @@ from hand3d.image_io import write_rgb
 
 def packed_preview(h5_path: str, out_png: str, count: int = 16, columns: int = 4) -> np.ndarray:
     """Save a grid of `count` evenly spaced samples of a packed file, annotated; returns the RGB grid."""
+    if count < 1:
+        raise ValueError(f"a preview needs at least one sample, got count {count}")
     with open_packed(h5_path) as f:
         n = len(f["images"])
+        if n == 0:
+            raise ValueError(f"{h5_path}: no samples to preview")
         indices = np.unique(np.linspace(0, n - 1, min(count, n)).astype(int))
         images, keypoints = f["images"][indices], f["keypoints_2d"][indices]
         masks, has_mask, names = f["masks"][indices], f["has_mask"][indices], read_field(f["names"], indices)

@@ -72,6 +72,12 @@ def test_region_outside_the_image_is_black():
     assert crop[:50, :50].max() == 0 and crop[60:140, 60:140].min() == 200
 
 
+@pytest.mark.parametrize("box", [CropBox(-500, 10, 50, False), CropBox(10, -80, 50, False), CropBox(120, 0, 40, True)])
+def test_a_box_that_misses_the_image_crops_black(box):
+    crop = crop_image(np.full((100, 100, 3), 200, np.uint8), box, size=32)
+    assert crop.shape == (32, 32, 3) and crop.max() == 0
+
+
 def test_crop_keypoints_visibility():
     kp = _keypoints([[50, 50], [60, 60], [-5, 20], [70, 70]], vis=[1, 1, 1, 0])
     box = crop_box(kp, 100, 100, mirrored=True)

@@ -82,6 +82,19 @@ def test_a_changed_packed_file_fails_its_checksum_unless_told_not_to_verify(synt
     assert _inspect(capsys, str(changed), "--no-verify")["checksum_verified"] is False
 
 
+def test_a_preview_of_no_samples_is_refused_plainly(tmp_path, capsys):
+    from hand3d.h5io import PackedWriter
+
+    empty = tmp_path / "empty.h5"
+    with PackedWriter(empty, "test", "train", 5):
+        pass
+    assert "empty.h5: no samples to preview" in _error(capsys, str(empty), "--preview", str(tmp_path / "p.png"))
+    assert not (tmp_path / "p.png").exists()
+    with pytest.raises(SystemExit):
+        main(["inspect", str(empty), "--preview", str(tmp_path / "p.png"), "--count", "0"])
+    assert "argument --count: must be positive, got 0" in capsys.readouterr().err
+
+
 def test_a_packed_file_of_another_layout_version_is_named(synthetic_packed, tmp_path, capsys):
     old = tmp_path / "old.h5"
     shutil.copy(synthetic_packed, old)

@@ -8,6 +8,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from hand3d.camera import project_weak_perspective
 from hand3d.cli import main
@@ -123,12 +124,43 @@ def test_boxes_file_gives_one_output_per_hand(fixed_model, images, tmp_path):
     assert not (tmp_path / "o/img1_overlay.png").exists(), "an image skipped for want of a hand leaves no output"
 
 
+def test_a_box_that_misses_its_image_is_skipped_and_counted(fixed_model, images, tmp_path):
+    model_path, _ = fixed_model
+    boxes = tmp_path / "boxes.json"
+    hands = [{"box": [-450, 10, 50, 50], "hand": "right"}, {"box": [10, 20, 30, 40], "hand": "left"}]
+    boxes.write_text(json.dumps({"img0.png": hands, "img2.png": [{"box": [70, 0, 10, 10]}]}))  # img2 is 64 px wide
+    inputs = [str(images / "img0.png"), str(images / "img2.png")]
+    done = predict(inputs, str(model_path), str(tmp_path / "o"), str(boxes))
+    assert done.hands == 1 and done.issues == {"box outside the image": 2}
+    assert json.loads((tmp_path / "o/img0_0.json").read_text())["hand"] == "left"
+    assert not (tmp_path / "o/img2_overlay.png").exists()
+
+
+def test_a_damaged_detections_file_skips_its_image_only(hand_model_path, images, tmp_path):
+    from hand3d.model import HandRegressor, save_model
+
+    model_path = tmp_path / "rgb.pt"
+    save_model(model_path, HandRegressor(hand_model_path, backbone="resnet18", inputs="rgb", input_size=64))
+    detections = tmp_path / "openpose"
+    detections.mkdir()
+    hand = np.column_stack([np.linspace(10, 40, 21), np.linspace(5, 30, 21), np.full(21, 0.9)])
+    person = {"hand_right_keypoints_2d": hand.ravel().tolist()}
+    (detections / "img0_keypoints.json").write_text(json.dumps({"people": [person]}))
+    (detections / "img2_keypoints.json").write_text(json.dumps({"people": [person]})[:-9])
+    inputs = [str(images / "img0.png"), str(images / "img2.png")]
+    done = predict(inputs, str(model_path), str(tmp_path / "o"), openpose=str(detections))
+    assert done.hands == 1 and done.issues == {"unreadable detections": 1}
+    assert (tmp_path / "o/img0_0.json").is_file() and not (tmp_path / "o/img2_0.json").exists()
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         ("[1, 2]", "mapping image names"),
         ('{"a.png": [{"box": [1, 2]}]}', r"\[x, y, w, h\]"),
         ('{"a.png": [{"box": [1, 2, 0, 5]}]}', "'a.png' hand 0: the box needs a positive width and height"),
+        ('{"a.png": [{"box": [0, 0, Infinity, 10]}]}', "'a.png' hand 0: 'box' must be .*finite"),
+        ('{"a.png": [{"box": [0, 0, true, 10]}]}', "'a.png' hand 0: 'box' must be"),
         ("{", "readable"),
     ],
 )
@@ -190,6 +222,11 @@ def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsy
     assert main(["predict", str(tmp_path / "twins"), "--model", str(model_path), "--out", str(tmp_path / "t")]) == 2
     assert "img2.png would write the same outputs (img2_<k>.obj, ...)" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+    if not torch.cuda.is_available():
+        assert (
+            main(["predict", str(images), "--model", str(model_path), "--out", str(tmp_path), "--device", "cuda"]) == 2
+        )
+        assert "device 'cuda:0' asked for, but CUDA is not available here" in capsys.readouterr().err
 
 
 def test_a_moved_results_tree_finds_its_hand_model(tmp_path, monkeypatch):
