@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from hand3d.datasets.registry import DATASETS
 
 DEFAULT_MODEL = "results/hand_model/MANO_RIGHT.npz"
 
@@ -51,6 +54,13 @@ def _padded(values: list[float], size: int, name: str) -> list[float]:
     return values + [0.0] * (size - len(values))
 
 
+def _rotation(text: str) -> list[float]:
+    values = _floats(text)
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"an axis-angle rotation is 3 numbers x,y,z, got {len(values)}")
+    return values
+
+
 def cmd_mesh(args: argparse.Namespace) -> int:
     """Write the OBJ mesh (and optionally the 21 keypoints as JSON) of a hand with the given parameters."""
     import torch
@@ -60,7 +70,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     from hand3d.hand_model import write_obj
 
     layer = HandLayer(args.model, num_pca=args.num_pca)
-    rotation = torch.tensor([_padded(args.rot, 3, "rot")])
+    rotation = torch.tensor([args.rot])
     pose = torch.tensor([_padded(args.pose, args.num_pca, "pose")])
     betas = torch.tensor([_padded(args.betas, NUM_BETAS, "betas")])
     with torch.no_grad():
@@ -120,9 +130,12 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     given = {k: getattr(args, k) for k in ("backbone", "input_size", "batch_size", "steps", "samples")}
-    given["compile"] = {"auto": None, "on": True, "off": False}[args.compile]
+    graphs = args.cuda_graphs == "on"
+    if graphs and args.compile == "off":
+        raise ValueError("--cuda-graphs on replays compiled graphs: it needs torch.compile (drop --compile off)")
+    given["compile"] = {"auto": True if graphs else None, "on": True, "off": False}[args.compile]
     given["readers"] = args.readers
-    given["cuda_graphs"] = args.cuda_graphs == "on"
+    given["cuda_graphs"] = graphs
     settings = BenchSettings.for_device(torch_device=device, device=args.device, threads=args.threads, **given)
     rows = bench_train(settings, args.model)
     name = torch_device_name(device)  # after the run, which sets torch's threads
@@ -217,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--model", default=DEFAULT_MODEL, help="hand model npz (default: %(default)s)")
     mesh.add_argument("--pose", type=_floats, default=[], help="PCA pose coefficients, comma-separated")
     mesh.add_argument("--betas", type=_floats, default=[], help="shape coefficients (up to 10), comma-separated")
-    mesh.add_argument("--rot", type=_floats, default=[], help="global rotation, axis-angle in radians: x,y,z")
+    mesh.add_argument(
+        "--rot", type=_rotation, default=[0.0, 0.0, 0.0], help="global rotation, axis-angle in radians: x,y,z"
+    )
     mesh.add_argument("--num-pca", type=_positive(int), default=6, help="number of PCA pose components (default: 6)")
     mesh.add_argument("--out", required=True, help="output .obj path")
     mesh.add_argument("--keypoints", help="also write the 21 keypoints (metres, OpenPose order) to this JSON")
@@ -270,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--test", required=True, help="a packed test set (results/datasets/<dataset>_test.h5)")
     evaluation.add_argument("--out", required=True, help="folder for metrics.json, pck.png and samples.png")
     evaluation.add_argument(
-        "--dataset", help="protocol and paper curves: stb, mpii_nzsl, freihand, ... (default: the file's source)"
+        "--dataset",
+        choices=("synthetic", *DATASETS),
+        help="its protocol and paper curves (default: the file's source)",
     )
     evaluation.add_argument(
         "--palm-factor",
@@ -325,7 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads: torch's and the readers' (default: the CPUs this process may use)",
     )
     train.add_argument(
-        "--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the steps (auto: on CUDA)"
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile the steps (auto: on CUDA, or with --cuda-graphs on)",
     )
     train.add_argument(
         "--readers",
@@ -347,10 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # here, where a reader that has gone is met, rather than at the interpreter's exit
+        return status
     except (FileNotFoundError, IsADirectoryError, ValueError) as error:
         print(f"hand3d {args.command}: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hand3d inspect ... | head`: the reader has gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not raise again
+        return 1
 
 
 if __name__ == "__main__":

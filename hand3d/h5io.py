@@ -494,8 +494,7 @@ def _check_structure(path, f: h5py.File) -> None:
         raise ValueError(f"{path}: no layout_version attribute; not a packed hand3d dataset")
     if int(version) != LAYOUT_VERSION:
         raise ValueError(
-            f"{path}: packed layout version {int(version)}, this hand3d reads {LAYOUT_VERSION}; "
-            f"rebuild it with snakemake {path}"
+            f"{path}: packed layout version {int(version)}, this hand3d reads {LAYOUT_VERSION}{_rebuild_hint(path)}"
         )
     missing = [name for name in REQUIRED if name not in f]
     if missing:
@@ -513,6 +512,12 @@ def _check_structure(path, f: h5py.File) -> None:
     _check_attrs(path, f, dims)
 
 
+def _rebuild_hint(path: str | os.PathLike, verb: str = "rebuild") -> str:
+    """How to make a packed file the workflow makes (its outputs lie under results/datasets/); else nothing."""
+    parts = Path(path).parts
+    return f"; {verb} it with snakemake {path}" if parts[:2] == ("results", "datasets") else ""
+
+
 def open_packed(path: str | os.PathLike) -> h5py.File:
     """Open a packed file read-only after checking it exists, is HDF5, and has this layout: its version, its
     datasets' dtypes and shapes, its attributes (the data itself is checked by :func:`validate_packed`).
@@ -520,13 +525,13 @@ def open_packed(path: str | os.PathLike) -> h5py.File:
     Use as a context manager: ``with open_packed(path) as f: f["images"][i]``.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: packed dataset file not found (build it with snakemake {path})")
+        raise FileNotFoundError(f"{path}: packed dataset file not found{_rebuild_hint(path, 'build')}")
     if not h5py.is_hdf5(path):
-        raise ValueError(f"{path}: not an HDF5 file; a packed dataset is HDF5 (rebuild it with snakemake {path})")
+        raise ValueError(f"{path}: not an HDF5 file, which a packed dataset is{_rebuild_hint(path)}")
     try:
         f = h5py.File(path, "r")
     except OSError as error:  # truncated or damaged
-        raise ValueError(f"{path}: not a readable HDF5 file ({error}); rebuild it with snakemake {path}") from error
+        raise ValueError(f"{path}: not a readable HDF5 file ({error}){_rebuild_hint(path)}") from error
     try:
         _check_structure(path, f)
     except BaseException:

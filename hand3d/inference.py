@@ -27,7 +27,12 @@ FIELDS = ("params", "vertices", "keypoints_3d", "keypoints_2d", "vertices_2d")
 def open_model(
     model_path: str | os.PathLike, hand_model: str | os.PathLike | None = None, device: str = "auto"
 ) -> HandRegressor:
-    """A saved model in eval mode on ``device`` ("auto": CUDA if present); see :func:`hand3d.model.load_model`."""
+    """A saved model in eval mode on ``device`` ("auto": CUDA if present); see :func:`hand3d.model.load_model`.
+
+    A run's folder (``results/models/<experiment>``) stands for the ``model.pt`` in it.
+    """
+    if Path(model_path).is_dir() and (Path(model_path) / "model.pt").is_file():
+        model_path = Path(model_path) / "model.pt"
     if not Path(model_path).is_file():
         raise FileNotFoundError(f"{model_path}: model file not found")
     return load_model(model_path, hand_model=hand_model, map_location=pick_device(device))

@@ -214,6 +214,8 @@ def test_cli_predict_reports_errors_plainly(fixed_model, images, tmp_path, capsy
     model_path, _ = fixed_model
     assert main(["predict", str(images / "img2.png"), "--model", str(model_path), "--out", str(tmp_path / "o")]) == 0
     assert "wrote 1 hand to" in capsys.readouterr().out
+    run_folder = ["--model", str(model_path.parent), "--out", str(tmp_path / "f")]  # the folder of its model.pt
+    assert main(["predict", str(images / "img2.png"), *run_folder]) == 0 and (tmp_path / "f/img2_0.obj").is_file()
     assert main(["predict", str(tmp_path / "missing"), "--model", str(model_path), "--out", str(tmp_path)]) == 2
     assert "missing: no such image or folder" in capsys.readouterr().err
     for folder in ("a", "b"):  # the same name in two folders: the outputs would overwrite each other
