@@ -77,6 +77,17 @@ def test_train_projection_versions_masks_and_issues(handmade):
     assert [Path(s.mask).name for s in result.samples] == ["00000000.jpg", "00000003.jpg", "00000000.jpg"]
 
 
+@pytest.mark.parametrize("x", [1e42, 1e36])  # beyond float32 itself; within, but projected 1e39 px away
+def test_a_keypoint_beyond_float32_is_skipped_naming_the_annotation_files(handmade, caplog, x):
+    xyz = json.loads((handmade / "training_xyz.json").read_text())
+    xyz[3][4][0] = x  # finite in float64, but inf in the float32 the samples keep
+    _dump(handmade / "training_xyz.json", xyz)
+    result = freihand.read(handmade, "train")
+    assert [s.name for s in result.samples] == ["training/00000000"]
+    assert result.issues == {"malformed_annotation": 3}
+    assert f"{handmade / 'training'}_{{K,xyz}}.json entry 3: keypoints beyond the float32 range" in caplog.text
+
+
 def test_versions_by_name_and_invalid_versions(handmade):
     assert [s.name for s in freihand.read(handmade, "train", versions=("sample",)).samples] == ["training/00000008"]
     for bad in [(4,), (0, 0), (), ("green",)]:

@@ -143,6 +143,16 @@ def test_fixture_skips_and_counts(fixture_root):
     assert {s.name for s in result.samples} >= {"B1Counting/BB_right_0", "B1Random/BB_left_1"}
 
 
+def test_a_label_beyond_float32_is_skipped_naming_the_label_file(fixture_root, caplog):
+    root, labels = fixture_root
+    labels["B1Random"][1, 7, 0] = 1e42  # millimetres: finite in float64, inf in the float32 samples keep
+    _save_mat(root / "labels" / "B1Random_BB.mat", labels["B1Random"])
+    result = stb.read(root, "test", cameras=("BB_left",))
+    assert "B1Random/BB_left_1" not in {s.name for s in result.samples}
+    assert result.issues == {"missing_image": 1, "malformed_annotation": 2}
+    assert "B1Random_BB.mat frame 1: a label non-finite (also as float32)" in caplog.text
+
+
 def test_fixture_missing_label_file_is_named(fixture_root):
     root, _ = fixture_root
     with pytest.raises(DatasetLayoutError, match="B2Random_SK.mat"):

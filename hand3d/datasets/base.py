@@ -38,6 +38,16 @@ class RawSample:
             self.keypoints_3d = np.asarray(self.keypoints_3d, dtype=np.float32).reshape(21, 3)
 
 
+def finite_as_float32(values: np.ndarray) -> np.ndarray:
+    """Elementwise: True where a value stays finite as float32, the type RawSample keeps keypoints in.
+
+    Readers check with this, not with np.isfinite on their float64 values: 1e39 is finite in float64 but inf in
+    float32, and would only fail later, for its whole shard, in the crop stage.
+    """
+    with np.errstate(over="ignore"):
+        return np.isfinite(np.asarray(values, dtype=np.float32))
+
+
 @dataclass
 class ReadResult:
     """What a reader found: the usable samples and a count of each kind of problem it skipped."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hand3d.atomic import atomic_write_json
-from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, require
+from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, finite_as_float32, require
 from hand3d.datasets.mpii_nzsl import write_jpeg  # the stand-ins' atomic JPEG writer
 from hand3d.json_input import read_json
 from hand3d.keypoints import to_openpose
@@ -64,7 +64,7 @@ def _load_annotations(folder: Path, prefix: str) -> tuple[list, list]:
 
 
 def _parse_entry(K: object, xyz: object) -> tuple[np.ndarray, np.ndarray] | str:
-    """(K 3x3, xyz 21x3) as float64 arrays, or why the entry is unusable."""
+    """(uv 21x2 pixels, xyz 21x3 metres) of one entry in the OpenPose order, or why the entry is unusable."""
     try:
         K, xyz = np.asarray(K, dtype=np.float64), np.asarray(xyz, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -75,7 +75,11 @@ def _parse_entry(K: object, xyz: object) -> tuple[np.ndarray, np.ndarray] | str:
         return "non-finite values"
     if not (xyz[:, 2] > 0).all():
         return "keypoints at or behind the camera (z <= 0)"
-    return K, xyz
+    xyz = to_openpose(xyz, "freihand")
+    uv = project(xyz, K)
+    if not (finite_as_float32(xyz).all() and finite_as_float32(uv).all()):
+        return "keypoints beyond the float32 range they are kept in"
+    return uv, xyz
 
 
 def project(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -84,14 +88,12 @@ def project(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
     return uvw[:, :2] / uvw[:, 2:]
 
 
-def _sample(name: str, image: Path, K: np.ndarray, xyz: np.ndarray, mask: Path | None) -> RawSample:
+def _sample(name: str, image: Path, uv: np.ndarray, xyz: np.ndarray, mask: Path | None) -> RawSample:
     """One right hand; visibility 1 everywhere (the crop stage marks points outside the image)."""
-    xyz = to_openpose(xyz, "freihand")
-    keypoints_2d = np.column_stack([project(xyz, K), np.ones(21)])
     return RawSample(
         name=name,
         image=str(image),
-        keypoints_2d=keypoints_2d,
+        keypoints_2d=np.column_stack([uv, np.ones(21)]),
         keypoints_3d=xyz,
         is_left=False,
         mask=None if mask is None else str(mask),
@@ -120,10 +122,17 @@ def _mask(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _read_split(root: Path, folder: str, Ks: list, xyzs: list, versions: Sequence[int], with_masks: bool) -> ReadResult:
+def _parse_annotations(folder: Path, prefix: str) -> list[tuple[np.ndarray, np.ndarray] | str]:
+    """Each entry of `<prefix>_{K,xyz}.json` in folder: its (uv, xyz), or why it is unusable, naming the files."""
+    Ks, xyzs = _load_annotations(folder, prefix)
+    entries = [_parse_entry(K, xyz) for K, xyz in zip(Ks, xyzs, strict=True)]
+    files = f"{folder / prefix}_{{K,xyz}}.json"
+    return [f"{files} entry {i}: {e}" if isinstance(e, str) else e for i, e in enumerate(entries)]
+
+
+def _read_split(root: Path, folder: str, parsed: list, versions: Sequence[int], with_masks: bool) -> ReadResult:
     """Samples of one split: image id = index + len(annotations) * version (the published offset rule)."""
     result = ReadResult(samples=[])
-    parsed = [_parse_entry(K, xyz) for K, xyz in zip(Ks, xyzs, strict=True)]
     offset = len(parsed)  # 32560 for the real training set; the stand-in writes its own, smaller count
     masks = [_mask(root / folder / "mask" / f"{i:08d}.jpg") if with_masks else None for i in range(offset)]
     for version in versions:
@@ -131,7 +140,7 @@ def _read_split(root: Path, folder: str, Ks: list, xyzs: list, versions: Sequenc
             image_id = index + offset * version
             name = f"{folder}/{image_id:08d}"
             if isinstance(entry, str):
-                result.skip("malformed_annotation", name, f"annotation {index}: {entry}")
+                result.skip("malformed_annotation", name, entry)
                 continue
             image = root / folder / "rgb" / f"{image_id:08d}.jpg"
             if not image.is_file():
@@ -172,20 +181,20 @@ def read(
     `versions` (numbers 0-3 or names from VERSIONS; N = the number of entries, 32560 for the real data), masks
     `training/mask/%08d.jpg` (index) where present. test: images `evaluation/rgb/%08d.jpg` (one version only;
     `versions` is ignored), annotations `evaluation_{xyz,K}.json` from `eval_root` (default: `<root>_eval`).
-    Skipped and counted per sample: "malformed_annotation" (wrong shape, non-finite, z <= 0; counted once per
-    requested version), "missing_image". Names are "<training|evaluation>/<id:08d>".
+    Skipped and counted per sample: "malformed_annotation" (wrong shape, non-finite also as float32, z <= 0; counted
+    once per requested version), "missing_image". Names are "<training|evaluation>/<id:08d>".
     """
     if split not in SPLITS:
         raise ValueError(f"{DATASET} split must be one of {sorted(SPLITS)}, got {split!r}")
     folder = SPLITS[split]
     if split == "train":
         root = require(root, "training_K.json", "training_xyz.json", "training/rgb", dataset=DATASET)
-        Ks, xyzs = _load_annotations(root, "training")
-        result = _read_split(root, folder, Ks, xyzs, _version_indices(versions), with_masks=True)
+        parsed = _parse_annotations(root, "training")
+        result = _read_split(root, folder, parsed, _version_indices(versions), with_masks=True)
     else:
         root = require(root, "evaluation/rgb", dataset=DATASET)
-        Ks, xyzs = _load_annotations(_require_eval(root, eval_root), "evaluation")
-        result = _read_split(root, folder, Ks, xyzs, [0], with_masks=False)
+        parsed = _parse_annotations(_require_eval(root, eval_root), "evaluation")
+        result = _read_split(root, folder, parsed, [0], with_masks=False)
     log.info("%s %s: %d samples, skipped %s", DATASET, split, len(result.samples), dict(result.issues))
     return result
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hand3d.camera import project_perspective, rodrigues
-from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, require
+from hand3d.datasets.base import DatasetLayoutError, RawSample, ReadResult, finite_as_float32, require
 from hand3d.keypoints import STB_TO_OPENPOSE, stb_palm_to_wrist, to_openpose
 
 if TYPE_CHECKING:
@@ -181,10 +181,14 @@ def _gather_with_wrist(kp2d: np.ndarray, kp3d: np.ndarray, K: np.ndarray, factor
 
 
 def _usable(kp2d: np.ndarray, kp3d: np.ndarray) -> np.ndarray:
-    """(N,) True where a frame's labels are finite and in front of the camera."""
-    finite = np.isfinite(kp2d).all(axis=(1, 2)) & np.isfinite(kp3d).all(axis=(1, 2))
+    """(N,) True where a frame's labels are finite (also as float32) and in front of the camera."""
+    finite = finite_as_float32(kp2d).all(axis=(1, 2)) & finite_as_float32(kp3d).all(axis=(1, 2))
     with np.errstate(invalid="ignore"):
         return finite & (kp3d[..., 2] > 0).all(axis=1)
+
+
+def _label_file(root: Path, seq: str, labels: str) -> Path:
+    return root / "labels" / f"{seq}_{labels}.mat"
 
 
 def _read_sequence(root: Path, seq: str, spec: StbCamera, para: np.ndarray, factor: float, result: ReadResult):
@@ -198,7 +202,8 @@ def _read_sequence(root: Path, seq: str, spec: StbCamera, para: np.ndarray, fact
         if file not in present:
             result.skip("missing_image", image_dir / file, "no image file")
         elif not usable[i]:
-            result.skip("malformed_annotation", name, "non-finite label or a point behind the camera")
+            why = "a label non-finite (also as float32) or behind the camera"
+            result.skip("malformed_annotation", name, f"{_label_file(root, seq, spec.labels)} frame {i}: {why}")
         else:
             keypoints_2d = np.column_stack([kp2d[i], np.ones(21)])
             result.samples.append(RawSample(name, str(image_dir / file), keypoints_2d, kp3d[i], is_left=True))
@@ -211,15 +216,14 @@ def read(
 
     Keypoint 0 is the wrist estimated from STB's palm centre: ``ringMCP + palm_to_wrist * (palm - ringMCP)``.
     Raises DatasetLayoutError when `root` lacks labels/ or images/, or a label file of the split is missing or
-    unreadable. Skips and counts: "missing_image", "malformed_annotation" (non-finite labels, a point at z <= 0).
+    unreadable. Skips and counts: "missing_image", "malformed_annotation" (labels non-finite also as float32, a point
+    at z <= 0).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown STB split {split!r}; expected one of {sorted(SPLITS)}")
     specs = [_camera(c) for c in cameras]
     root = require(root, "labels", "images", dataset=DATASET)
-    label_files = {
-        (seq, spec.labels): root / "labels" / f"{seq}_{spec.labels}.mat" for seq in SPLITS[split] for spec in specs
-    }
+    label_files = {(seq, spec.labels): _label_file(root, seq, spec.labels) for seq in SPLITS[split] for spec in specs}
     missing = [str(path) for path in label_files.values() if not path.is_file()]
     if missing:
         raise DatasetLayoutError(f"{root}: not the {DATASET} layout: missing label file(s) {', '.join(missing)}")
