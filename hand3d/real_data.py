@@ -162,18 +162,26 @@ def _crop_one(sample: RawSample, issues: Counter, box_scale: float) -> dict | No
     if sample.keypoints_3d is not None:
         mirror = np.array([-1 if sample.is_left else 1, 1, 1], np.float32)  # X' = -X for mirrored left hands
         fields["keypoints_3d"] = sample.keypoints_3d * mirror
-    mask = _dataset_mask(sample, box, issues)
+    mask = _dataset_mask(sample, box, (h, w), issues)
     if mask is not None:
         fields["masks"] = mask
     return fields
 
 
-def _dataset_mask(sample: RawSample, box: CropBox, issues: Counter) -> np.ndarray | None:
+def _dataset_mask(sample: RawSample, box: CropBox, image_size: tuple[int, int], issues: Counter) -> np.ndarray | None:
+    """The dataset's mask in the crop; None (the sample kept, GrabCut to segment it) where it is missing, unreadable
+    or not the size (height, width) of its image: cropped by the image's box, it would not lie on the hand."""
     if sample.mask is None:
         return None
     mask = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         issues["unreadable_mask"] += 1
+        log.warning("%s: unreadable mask %s, not used", sample.name, sample.mask)
+        return None
+    if mask.shape != image_size:
+        issues["mask_size_mismatch"] += 1
+        why = "%s: mask %s is %s pixels (height, width), its image %s; not used"
+        log.warning(why, sample.name, sample.mask, mask.shape, image_size)
         return None
     return (crop_image(mask, box, interpolation=cv2.INTER_LINEAR) > 127).astype(np.uint8)
 

@@ -124,3 +124,29 @@ def test_a_crop_keeps_its_3d_keypoints_consistent_with_its_2d_ones(tmp_path, is_
     residual = np.abs(project_weak_perspective(crop_3d, camera) - crop_2d[:, :2]).max()
     spread = np.ptp(crop_2d[:, :2], axis=0).max()
     assert camera[0] > 0 and residual < 0.05 * spread, (camera, residual, spread)
+
+
+def test_a_dataset_mask_not_the_size_of_its_image_is_left_out_counted_and_named(tmp_path, caplog):
+    """A FreiHAND mask resized to 112x112 beside its 224x224 image would be cropped by the image's box, off the hand:
+    the sample keeps its image and labels without it (GrabCut segments it later)."""
+    from collections import Counter
+
+    import cv2
+    import numpy as np
+
+    from hand3d.datasets.base import RawSample
+
+    rng = np.random.default_rng(5)
+    image, mask = tmp_path / "rgb" / "00000000.jpg", tmp_path / "mask" / "00000000.jpg"
+    for path, pixels in ((image, rng.integers(0, 255, (224, 224, 3), np.uint8)), (mask, np.full((112, 112), 255))):
+        path.parent.mkdir()
+        cv2.imwrite(str(path), pixels.astype(np.uint8))
+    keypoints_2d = np.column_stack([rng.uniform(80, 140, (21, 2)), np.ones(21)])
+    sample = RawSample("training/00000000", str(image), keypoints_2d, mask=str(mask))
+    issues = Counter()
+    fields = real_data._crop_one(sample, issues, box_scale=2.2)
+    assert not real_data._stack([fields], num_params=22)["has_mask"][0] and "images" in fields
+    assert issues == {"mask_size_mismatch": 1}
+    assert f"{mask} is (112, 112) pixels (height, width), its image (224, 224)" in caplog.text
+    cv2.imwrite(str(mask), np.full((224, 224), 255, np.uint8))
+    assert real_data._stack([real_data._crop_one(sample, issues, box_scale=2.2)], num_params=22)["has_mask"][0]
