@@ -34,16 +34,24 @@ def save_hand_model(path: str | os.PathLike, arrays: dict, **provenance: str | i
 def load_hand_model_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a hand model npz without unpickling anything, and check its layout."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        arrays = _npz_arrays(path)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{path}: hand model file not found (the workflow builds one: `snakemake --cores 1 {DEFAULT_MODEL_PATH}`)"
         ) from None
-    except ValueError as error:
-        raise ValueError(f"{path}: not a hand model npz of plain arrays ({error})") from error
+    except Exception as error:  # numpy, zipfile and zlib raise many kinds for a damaged or pickled file
+        reason = str(error).split(". ")[0] or type(error).__name__  # less numpy's advice to allow pickles
+        raise ValueError(f"{path}: not a readable hand model npz of plain arrays ({reason})") from error
     check_hand_model(arrays, str(path))
     return arrays
+
+
+def _npz_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"one {data.dtype} array of shape {data.shape}, not an archive of named arrays")
+    with data:
+        return {key: data[key] for key in data.files}
 
 
 def check_hand_model(arrays: dict, where: str) -> None:

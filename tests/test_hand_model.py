@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,40 @@ class _Trap:
 def test_an_npz_carrying_a_pickled_object_is_refused_unread(tmp_path, procedural_arrays):
     marker, npz = tmp_path / "ran", tmp_path / "crafted.npz"
     np.savez(npz, **procedural_arrays, extra=np.array([_Trap(marker)], dtype=object))
-    with pytest.raises(ValueError, match=r"crafted\.npz: not a hand model npz of plain arrays"):
+    with pytest.raises(ValueError, match=r"crafted\.npz: not a readable hand model npz of plain arrays"):
         load_hand_model_arrays(npz)
     assert not marker.exists()
+
+
+def _flip_middle_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+
+def _npy(array: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+# An uncompressed npz of the procedural hand -> the damaged file's bytes, and what the error says.
+DAMAGES = {
+    "truncated": (lambda npz, arrays: npz[: len(npz) // 2], "File is not a zip file"),
+    "empty": (lambda npz, arrays: b"", "No data left in file"),
+    "bad_crc": (lambda npz, arrays: _flip_middle_byte(npz), "Bad CRC-32 for file 'posedirs.npy'"),
+    "npy_renamed": (lambda npz, arrays: _npy(arrays["v_template"]), r"one float64 array of shape \(\d+, 3\), not an"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_model_file_is_refused_naming_it(tmp_path, procedural_arrays, damage):
+    stored = tmp_path / "stored.npz"
+    np.savez(stored, **procedural_arrays)  # uncompressed, so a flipped byte fails its member's CRC
+    damaged, reason = DAMAGES[damage]
+    npz = tmp_path / "MANO_RIGHT.npz"
+    npz.write_bytes(damaged(stored.read_bytes(), procedural_arrays))
+    with pytest.raises(ValueError, match=rf"MANO_RIGHT\.npz: not a readable hand model npz of plain arrays \({reason}"):
+        load_hand_model_arrays(npz)
 
 
 def test_a_fingertip_id_past_the_last_vertex_is_refused(procedural_arrays):
