@@ -91,9 +91,11 @@ def build_hand_model(npz_path: str, obj_path: str, mano_pkl: str | None = None) 
 
         arrays = build_procedural_hand()
         provenance = {"source": "procedural", "source_md5": "", "generator_version": HAND_MODEL}
-    save_hand_model(npz_path, arrays, **provenance)
-    write_obj(obj_path, arrays["v_template"], arrays["f"])
     from hand3d.hand_stats import mesh_statistics
 
-    log.info("hand model from %s written to %s: %s", provenance["source"], npz_path, mesh_statistics(arrays))
+    check_hand_model(arrays, mano_pkl or "the procedural hand")
+    statistics = mesh_statistics(arrays)  # before writing: a model it cannot measure leaves no file behind
+    save_hand_model(npz_path, arrays, **provenance)
+    write_obj(obj_path, arrays["v_template"], arrays["f"])
+    log.info("hand model from %s written to %s: %s", provenance["source"], npz_path, statistics)
     return arrays

@@ -31,10 +31,14 @@ def _expect(path: str, key: str, arr: np.ndarray | str, shape: tuple[int | None,
         want = tuple("*" if n is None else n for n in shape)
         kind = f" dtype {arr.dtype}" if isinstance(arr, np.ndarray) else ""
         raise ValueError(f"{path}: key {key!r} has shape {got}{kind}, expected a numeric array of shape {want}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = arr.size - np.isfinite(arr).sum()
+        raise ValueError(f"{path}: key {key!r} holds {bad} non-finite value(s) (NaN or inf)")
 
 
 def check_mano_layout(path: str, model: Mapping[str, np.ndarray | str]) -> None:
-    """Required keys present, shapes mutually consistent (V vertices, J joints, 9*(J-1) pose blendshapes)."""
+    """Required keys present, shapes mutually consistent (V vertices, J joints, 9*(J-1) pose blendshapes), float
+    arrays finite, each joint's parent an earlier joint."""
     missing = [k for k in MANO_KEYS if k not in model]
     if missing:
         raise ValueError(f"{path}: missing required key(s) {missing}; found {sorted(model)}")
@@ -47,6 +51,7 @@ def check_mano_layout(path: str, model: Mapping[str, np.ndarray | str]) -> None:
     _expect(path, "posedirs", model["posedirs"], (n_verts, 3, 3 * n_pose))
     _expect(path, "J_regressor", model["J_regressor"], (n_joints, n_verts))
     _expect(path, "kintree_table", model["kintree_table"], (2, n_joints))
+    _check_parents(path, model["kintree_table"][0])
     _expect(path, "hands_components", model["hands_components"], (n_pose, n_pose))
     _expect(path, "hands_mean", model["hands_mean"], (n_pose,))
     _expect(path, "f", model["f"], (None, 3))
@@ -55,6 +60,16 @@ def check_mano_layout(path: str, model: Mapping[str, np.ndarray | str]) -> None:
         _expect(path, "J", model["J"], (n_joints, 3))
     if "hands_coeffs" in model:
         _expect(path, "hands_coeffs", model["hands_coeffs"], (None, n_pose))
+
+
+def _check_parents(path: str, parents: np.ndarray) -> None:
+    """Each joint after the root hangs off an earlier one (the order smplx poses them in); the root's is ignored."""
+    for joint, parent in enumerate(parents[1:], start=1):
+        if parent != int(parent) or not 0 <= parent < joint:
+            raise ValueError(
+                f"{path}: key 'kintree_table' gives joint {joint} the parent {parent}; it must be an earlier joint, "
+                f"0 to {joint - 1}"
+            )
 
 
 def _check_faces(path: str, faces: np.ndarray, n_verts: int) -> None:

@@ -150,6 +150,20 @@ def _mirrored(arrays: dict) -> dict:
     return out
 
 
+def test_a_pickle_with_a_nan_vertex_leaves_no_model_behind(tmp_path, coarse_hand):
+    pkl = tmp_path / "MANO_RIGHT.pkl"
+    v_template = coarse_hand["v_template"].copy()
+    v_template[3, 1] = np.nan
+    write_mano_like_pickle(pkl, dict(_mano_like(coarse_hand), v_template=v_template))
+    npz, obj = tmp_path / "MANO_RIGHT.npz", tmp_path / "template.obj"
+    with pytest.raises(ValueError, match=r"MANO_RIGHT\.pkl: key 'v_template' holds 1 non-finite value"):
+        build_hand_model(str(npz), str(obj), mano_pkl=str(pkl))
+    assert not npz.exists() and not obj.exists()
+    with pytest.raises(ValueError, match=r"MANO_RIGHT\.npz: key 'v_template' holds 1 non-finite value"):
+        save_hand_model(npz, dict(coarse_hand, v_template=v_template))
+    assert not npz.exists()
+
+
 def test_a_left_hand_pickle_is_refused_naming_it(tmp_path, coarse_hand):
     assert curl_side(coarse_hand) < -0.9  # the right hand's fingers curl away from its back
     assert curl_side(dict(coarse_hand, hands_mean=np.zeros(45))) is None  # a flat mean pose cannot tell

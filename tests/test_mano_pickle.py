@@ -288,6 +288,26 @@ def test_inconsistent_shape_is_named(tmp_path: Path, arrays: dict[str, Any], key
         load_mano_pickle(path)
 
 
+@pytest.mark.parametrize(("key", "value"), [("v_template", np.nan), ("shapedirs", np.inf), ("J_regressor", -np.inf)])
+def test_a_non_finite_value_is_named(tmp_path: Path, arrays: dict[str, Any], key: str, value: float) -> None:
+    arrays[key].flat[7] = value
+    path = tmp_path / "MANO_RIGHT.pkl"
+    write_mano_like_pickle(path, arrays)
+    with pytest.raises(ValueError, match=rf"MANO_RIGHT\.pkl: key '{key}' holds 1 non-finite value\(s\)"):
+        load_mano_pickle(path)
+
+
+@pytest.mark.parametrize("parent", [16, 5, -3])  # no such joint; a later joint; below 0
+def test_a_kintree_parent_that_is_not_an_earlier_joint_is_named(
+    tmp_path: Path, arrays: dict[str, Any], parent: int
+) -> None:
+    arrays["kintree_table"][0, 5] = parent
+    path = tmp_path / "MANO_RIGHT.pkl"
+    write_mano_like_pickle(path, arrays)
+    with pytest.raises(ValueError, match=rf"key 'kintree_table' gives joint 5 the parent {parent}; it must be an"):
+        load_mano_pickle(path)
+
+
 def test_face_index_out_of_range_is_rejected(tmp_path: Path, arrays: dict[str, Any]) -> None:
     arrays["f"][0, 0] = 30
     path = tmp_path / "MANO_RIGHT.pkl"
