@@ -2,10 +2,12 @@
 from snakemake.utils import validate
 
 from hand3d import versions
+from hand3d.config_check import check_integer_settings
 from hand3d.datasets import registry
 from hand3d.network_inputs import reads_heatmaps
 
 validate(config, "schemas/config.schema.yaml")
+check_integer_settings(config, workflow.source_path("schemas/config.schema.yaml"))
 
 HAND_MODEL = "results/hand_model/MANO_RIGHT.npz"
 

@@ -167,6 +167,24 @@ def test_misspelled_config_key_is_refused(tmp_path):
     assert "mano_pickle" in message and "Additional properties" in message
 
 
+def test_a_whole_number_written_with_a_decimal_point_is_refused_naming_it(tmp_path):
+    """JSON Schema's integer takes 6.0; smplx's PCA size and range() do not."""
+    (tmp_path / "config.yaml").write_text("hand_model:\n  num_pca: 6.0\nsynthetic:\n  train: 100.0\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "hand_model.num_pca is 6.0, synthetic.train is 100.0; these settings take whole numbers" in message
+
+
+@pytest.mark.parametrize("factor", [-2.0, 0.0, 0.5, 4.0])
+def test_a_palm_to_wrist_factor_outside_1_to_3_is_refused(factor):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError, match=r"\['palm_to_wrist'\]"):
+        validate({"datasets": {"stb": {"palm_to_wrist": factor}}}, str(REPO / "rules/schemas/config.schema.yaml"))
+
+
 def test_a_plain_install_can_write_the_report():
     """The README installs with `pip install -e .`; `snakemake --report` then needs pygments, which this suite gets
     only through pytest (so the report test above passes either way)."""
