@@ -146,12 +146,9 @@ def keypoints_3d_summary(keypoints: np.ndarray) -> dict:
 def torch_file_summary(path: str | os.PathLike) -> dict:
     """A ``model.pt`` (:func:`hand3d.model.save_model`) or a training ``state.pt`` (:mod:`hand3d.train_state`),
     loaded with ``weights_only=True``."""
-    import torch
+    from hand3d.model import read_torch_file
 
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: not readable as a hand3d model or training state ({error})") from error
+    content = read_torch_file(path, "cpu", "a hand3d model or training state")
     if isinstance(content, dict) and {"config", "state_dict"} <= content.keys():
         return model_summary(path, content)
     if isinstance(content, dict) and {"signature", "step", "model"} <= content.keys():
@@ -162,8 +159,9 @@ def torch_file_summary(path: str | os.PathLike) -> dict:
 
 def model_summary(path: str | os.PathLike, checkpoint: dict) -> dict:
     """How the model was built and trained, its size, and whether its hand model is found from here."""
-    from hand3d.model import find_hand_model
+    from hand3d.model import check_checkpoint, find_hand_model
 
+    check_checkpoint(path, checkpoint)
     config = dict(checkpoint["config"])
     try:
         hand_model = str(find_hand_model(path, config["hand_model"]))

@@ -42,7 +42,7 @@ from torch import nn
 from hand3d.atomic import atomic_torch_save
 from hand3d.camera import project_weak_perspective
 from hand3d.h5io import CROP_SIZE
-from hand3d.hand_layer import NUM_BETAS, HandLayer
+from hand3d.hand_layer import MAX_PCA, NUM_BETAS, HandLayer
 from hand3d.network_inputs import INPUTS, reads_heatmaps
 
 __all__ = [
@@ -55,12 +55,14 @@ __all__ = [
     "ParamLayout",
     "Prediction",
     "build_backbone",
+    "check_checkpoint",
     "find_hand_model",
     "head_scale",
     "load_model",
     "mean_hand_params",
     "palm_facing_rotation",
     "read_checkpoint",
+    "read_torch_file",
     "save_model",
     "state_mismatches",
 ]
@@ -180,10 +182,7 @@ def build_backbone(name: str, in_channels: int, weights_path: str | os.PathLike 
 def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: backbone weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: cannot read a state dict with torch.load(weights_only=True): {error}") from error
+    state = read_torch_file(path, "cpu", "a state dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict (a dict of tensors), got {type(state).__name__}")
     return state
@@ -433,18 +432,67 @@ def find_hand_model(model_path: str | os.PathLike, stored: str) -> Path:
     )
 
 
+def read_torch_file(path: str | os.PathLike, map_location: str | torch.device, what: str) -> object:
+    """``torch.load(path, weights_only=True)``; a ValueError naming the file as not ``what`` where torch cannot read
+    it (truncated, not a torch file, or holding objects weights_only refuses)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several kinds for a file that is not one of its archives
+        raise ValueError(f"{path}: not {what} (torch cannot read it: {_load_failure(error)})") from None
+
+
+def _load_failure(error: Exception) -> str:
+    """The first sentence of what torch.load found, less its advice to load with weights_only=False or to allow the
+    file's globals: either would run whatever code the file holds."""
+    found = str(error).split("WeightsUnpickler error:")[-1].strip()
+    return found.split(". ")[0].splitlines()[0] if found else type(error).__name__
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Each setting a checkpoint's config rebuilds the model with: whether a stored value will do, and what would.
+CHECKPOINT_CONFIG = {
+    "hand_model": (lambda v: isinstance(v, str), "a path"),
+    "backbone": (lambda v: isinstance(v, str) and v in BACKBONES, f"one of {BACKBONES}"),
+    "inputs": (lambda v: isinstance(v, str) and v in INPUTS, f"one of {tuple(INPUTS)}"),
+    "input_size": (lambda v: _is_int(v) and v > 0, "a positive whole number"),
+    "num_pca": (lambda v: _is_int(v) and 1 <= v <= MAX_PCA, f"a whole number from 1 to {MAX_PCA}"),
+}
+
+
+def check_checkpoint(path: str | os.PathLike, checkpoint: object) -> None:
+    """A ValueError naming the file and the problem where a loaded checkpoint is not :func:`save_model`'s: a dict
+    of a config (the settings :data:`CHECKPOINT_CONFIG` lists), a state dict of tensors and a dict of meta."""
+    if problem := _checkpoint_problem(checkpoint):
+        raise ValueError(f"{path}: not a hand3d model checkpoint: {problem}")
+
+
+def _checkpoint_problem(checkpoint: object) -> str | None:
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
+        return "expected a dict with keys 'config' and 'state_dict'"
+    config, state, meta = checkpoint["config"], checkpoint["state_dict"], checkpoint.get("meta", {})
+    for name, value in (("config", config), ("state_dict", state), ("meta", meta)):
+        if not isinstance(value, dict):
+            return f"its {name} is a {type(value).__name__}, not a dict"
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        return "its state_dict holds other things than tensors named by strings"
+    for key, (fits, expected) in CHECKPOINT_CONFIG.items():
+        if key not in config:
+            return f"its config lacks {key!r}"
+        if not fits(config[key]):
+            return f"its config's {key} is {config[key]!r}, expected {expected}"
+    return None
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """A :func:`save_model` file's content, loaded with ``weights_only=True``; a clear error naming the file when
-    it is missing, unreadable (truncated, not a torch file) or not a hand3d model."""
+    it is missing, unreadable (truncated, not a torch file) or not a hand3d model (:func:`check_checkpoint`)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such model file")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several kinds for a file that is not one of its archives
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not readable as a model file ({reason})") from error
-    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
-        raise ValueError(f"{path}: not a hand3d model checkpoint (expected keys 'config' and 'state_dict')")
+    checkpoint = read_torch_file(path, map_location, "a hand3d model checkpoint")
+    check_checkpoint(path, checkpoint)
     return checkpoint
 
 
@@ -469,5 +517,5 @@ def load_model(
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise ValueError(f"{path}: the weights do not fit the model {config}: {error}") from error
-    model.meta = dict(checkpoint.get("meta") or {})
+    model.meta = dict(checkpoint.get("meta", {}))
     return model.to(map_location).eval()

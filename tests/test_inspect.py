@@ -129,6 +129,45 @@ def test_a_training_state_summary_says_where_the_run_stands(trained, capsys):
     assert summary["last_logged"]["step"] == 4
 
 
+def _spoil_config(checkpoint: dict) -> None:
+    del checkpoint["config"]["hand_model"]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "problem"),
+    [
+        (_spoil_config, "its config lacks 'hand_model'"),
+        (lambda c: c.update(meta=["pretrain"]), "its meta is a list, not a dict"),
+        (lambda c: c.update(state_dict=list(c["state_dict"].values())), "its state_dict is a list, not a dict"),
+    ],
+    ids=["no hand_model", "meta a list", "state_dict a list"],
+)
+def test_a_model_file_of_the_wrong_content_is_refused_naming_it(trained, tmp_path, capsys, spoil, problem):
+    import torch
+
+    folder, _ = trained
+    checkpoint = torch.load(folder / "model.pt", weights_only=True)
+    spoil(checkpoint)
+    torch.save(checkpoint, tmp_path / "model.pt")
+    assert f"{tmp_path / 'model.pt'}: not a hand3d model checkpoint: {problem}" in _error(capsys, str(tmp_path))
+
+
+class _Trap:
+    """Unpickled, it would print: a stand-in for code a crafted file runs."""
+
+    def __reduce__(self):
+        return print, ("ran",)
+
+
+def test_a_torch_file_it_cannot_read_is_named_without_torchs_advice_to_load_it_unsafely(tmp_path, capsys):
+    import torch
+
+    torch.save({"config": {}, "state_dict": {}, "meta": _Trap()}, tmp_path / "model.pt")
+    message = _error(capsys, str(tmp_path / "model.pt"))
+    assert "model.pt: not a hand3d model or training state (torch cannot read it: Unsupported global" in message
+    assert not any(advice in message for advice in ("weights_only", "trust", "safe_globals")), message
+
+
 def test_files_it_does_not_know_are_refused_by_name(trained, tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("not a hand")

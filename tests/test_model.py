@@ -220,16 +220,67 @@ def test_a_model_file_that_cannot_be_loaded_fails_naming_the_file(rgb_model, han
     checkpoint["config"]["head_layers"] = 2  # a setting from another version of hand3d
     torch.save(checkpoint, tmp_path / "newer.pt")
     for name, reason in [
-        ("truncated.pt", "not readable as a model file"),
-        ("random.pt", "not readable as a model file"),
-        ("text.pt", "not readable as a model file"),
-        ("other.pt", "not a hand3d model checkpoint"),
+        ("truncated.pt", "not a hand3d model checkpoint \\(torch cannot read it: PytorchStreamReader failed"),
+        ("random.pt", "not a hand3d model checkpoint \\(torch cannot read it: Unsupported operand"),
+        ("text.pt", "not a hand3d model checkpoint \\(torch cannot read it"),
+        ("other.pt", "not a hand3d model checkpoint: expected a dict with keys 'config' and 'state_dict'"),
         ("newer.pt", "saved by another version of hand3d"),
     ]:
         with pytest.raises(ValueError, match=f"{name}: {reason}"):
             load_model(tmp_path / name, hand_model=hand_model_path)
     with pytest.raises(FileNotFoundError, match="missing.pt: no such model file"):
         load_model(tmp_path / "missing.pt", hand_model=hand_model_path)
+
+
+class _Trap:
+    """Unpickled, it would print: a stand-in for code a crafted file runs."""
+
+    def __reduce__(self):
+        return print, ("ran",)
+
+
+@pytest.mark.parametrize("content", ["random bytes", "pickled code"])
+def test_an_unreadable_model_file_is_named_without_torchs_advice_to_load_it_unsafely(tmp_path, content):
+    path = tmp_path / "model.pt"
+    if content == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        torch.save({"config": {}, "state_dict": {}, "meta": _Trap()}, path)
+    with pytest.raises(ValueError) as refused:
+        load_model(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not a hand3d model checkpoint (torch cannot read it: ")
+    assert not any(advice in message for advice in ("weights_only", "trust", "safe_globals")), message
+
+
+def _without_hand_model(checkpoint: dict) -> None:
+    del checkpoint["config"]["hand_model"]
+
+
+# How a checkpoint's content is spoiled, and the problem the error names.
+SPOILED = {
+    "no hand model": (_without_hand_model, "its config lacks 'hand_model'"),
+    "config a list": (lambda c: c.update(config=list(c["config"])), "its config is a list, not a dict"),
+    "meta a list": (lambda c: c.update(meta=["pretrain"]), "its meta is a list, not a dict"),
+    "state_dict a list": (lambda c: c.update(state_dict=list(c["state_dict"].values())), "its state_dict is a list"),
+    "a state entry not a tensor": (lambda c: c["state_dict"].update(mean=[1.0]), "its state_dict holds other things"),
+    "negative input size": (
+        lambda c: c["config"].update(input_size=-5),
+        "its config's input_size is -5, expected a positive whole number",
+    ),
+    "fractional num_pca": (lambda c: c["config"].update(num_pca=6.5), "its config's num_pca is 6.5, expected a whole"),
+}
+
+
+@pytest.mark.parametrize("spoiled", sorted(SPOILED))
+def test_a_checkpoint_of_the_wrong_content_fails_naming_the_file_and_the_problem(rgb_model, tmp_path, spoiled):
+    save_model(tmp_path / "model.pt", rgb_model)
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    spoil, problem = SPOILED[spoiled]
+    spoil(checkpoint)
+    torch.save(checkpoint, tmp_path / "spoiled.pt")
+    with pytest.raises(ValueError, match=rf"spoiled\.pt: not a hand3d model checkpoint: {problem}"):
+        load_model(tmp_path / "spoiled.pt")
 
 
 @pytest.fixture(scope="module")
