@@ -18,7 +18,7 @@ import numpy as np
 
 from hand3d.metrics import MIDDLE_MCP, WRIST
 
-__all__ = ["file_kind", "summarise"]
+__all__ = ["file_in_folder", "file_kind", "summarise"]
 
 HAND_MODEL, PACKED, MODEL, STATE = "hand model", "packed dataset", "model", "training state"
 TORCH = "torch file"
@@ -49,16 +49,17 @@ def file_kind(path: str | os.PathLike) -> str:
     )
 
 
-def _file_in(path: str | os.PathLike) -> str | os.PathLike:
-    """A run's state folder stands for its ``state.pt``, a run's folder for its ``model.pt``."""
-    inside = [Path(path) / name for name in ("state.pt", "model.pt")] if Path(path).is_dir() else []
-    return next((file for file in inside if file.is_file()), path)
+def file_in_folder(path: str | os.PathLike, names: tuple[str, ...] = ("state.pt", "model.pt")) -> Path:
+    """A folder stands for the first of ``names`` it holds (a run's state folder for its ``state.pt``, a run's folder
+    for its ``model.pt``); any other path for itself."""
+    inside = [Path(path) / name for name in names] if Path(path).is_dir() else []
+    return next((file for file in inside if file.is_file()), Path(path))
 
 
 def summarise(path: str | os.PathLike, verify_checksum: bool = True) -> dict:
     """The summary of any file :func:`file_kind` knows (or of the ``state.pt`` or ``model.pt`` in a folder);
     ``verify_checksum`` rereads a packed file's data."""
-    path = _file_in(path)
+    path = file_in_folder(path)
     kind = file_kind(path)
     if kind == HAND_MODEL:
         return hand_model_summary(path)

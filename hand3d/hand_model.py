@@ -93,7 +93,6 @@ def build_hand_model(npz_path: str, obj_path: str, mano_pkl: str | None = None) 
         provenance = {"source": "procedural", "source_md5": "", "generator_version": HAND_MODEL}
     from hand3d.hand_stats import mesh_statistics
 
-    check_hand_model(arrays, mano_pkl or "the procedural hand")
     statistics = mesh_statistics(arrays)  # before writing: a model it cannot measure leaves no file behind
     save_hand_model(npz_path, arrays, **provenance)
     write_obj(obj_path, arrays["v_template"], arrays["f"])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from hand3d.distributed import pick_device
+from hand3d.file_summary import file_in_folder
 from hand3d.model import HandRegressor, load_model
 
 __all__ = ["FIELDS", "decode_params", "mean_hand_predictions", "open_model", "predict_crops"]
@@ -31,9 +31,8 @@ def open_model(
 
     A run's folder (``results/models/<experiment>``) stands for the ``model.pt`` in it.
     """
-    if Path(model_path).is_dir() and (Path(model_path) / "model.pt").is_file():
-        model_path = Path(model_path) / "model.pt"
-    if not Path(model_path).is_file():
+    model_path = file_in_folder(model_path, ("model.pt",))
+    if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: model file not found")
     return load_model(model_path, hand_model=hand_model, map_location=pick_device(device))
 

@@ -31,9 +31,9 @@ def _expect(path: str, key: str, arr: np.ndarray | str, shape: tuple[int | None,
         want = tuple("*" if n is None else n for n in shape)
         kind = f" dtype {arr.dtype}" if isinstance(arr, np.ndarray) else ""
         raise ValueError(f"{path}: key {key!r} has shape {got}{kind}, expected a numeric array of shape {want}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = arr.size - np.isfinite(arr).sum()
-        raise ValueError(f"{path}: key {key!r} holds {bad} non-finite value(s) (NaN or inf)")
+    finite = np.isfinite(arr) if arr.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        raise ValueError(f"{path}: key {key!r} holds {finite.size - finite.sum()} non-finite value(s) (NaN or inf)")
 
 
 def check_mano_layout(path: str, model: Mapping[str, np.ndarray | str]) -> None:
