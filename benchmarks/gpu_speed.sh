@@ -3,9 +3,10 @@
 #
 #   benchmarks/gpu_speed.sh OUT_DIR [PART ...]
 #
-# PARTs run in the order given; the default is all four, in this order:
+# PARTs run in the order given; the default is all five, in this order:
 #   graphs    hand3d bench train --cuda-graphs on   compiled, replayed as CUDA graphs, reader processes
 #   tests     pytest -m cuda                       the CUDA-only tests (skipped without a GPU)
+#   profile   as 'graphs', then 10 steps of each profiled: GPU busy time and launches per step, traces in profile/
 #   compiled  hand3d bench train                    compiled, without CUDA graphs, reader processes
 #   threads   hand3d bench train --readers threads  as 'compiled' with reader threads, to compare with it
 # OUT_DIR gets env.txt (GPU, driver, torch) and, per part, <part>.txt (its output) and, for a bench, <part>.json
@@ -16,17 +17,17 @@
 set -uo pipefail
 
 if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 out=$1
 shift
 parts=("$@")
-[[ ${#parts[@]} -gt 0 ]] || parts=(graphs tests compiled threads)
+[[ ${#parts[@]} -gt 0 ]] || parts=(graphs tests profile compiled threads)
 for part in "${parts[@]}"; do
   case $part in
-    graphs | tests | compiled | threads) ;;
-    *) echo "gpu_speed.sh: unknown part '$part' (graphs, tests, compiled, threads)" >&2 && exit 2 ;;
+    graphs | tests | profile | compiled | threads) ;;
+    *) echo "gpu_speed.sh: unknown part '$part' (graphs, tests, profile, compiled, threads)" >&2 && exit 2 ;;
   esac
 done
 
@@ -61,6 +62,7 @@ for part in "${parts[@]}"; do
   case $part in
     graphs) bench graphs --cuda-graphs on ;;
     tests) "$python" -m pytest -m cuda -p no:cacheprovider -q -rs ;;
+    profile) bench profile --cuda-graphs on --profile "$out/profile" ;;
     compiled) bench compiled ;;
     threads) bench threads --readers threads ;;
   esac 2>&1 | tee "$out/$part.txt"

@@ -11,6 +11,8 @@ graph breaks :mod:`torch.compile` made (:mod:`hand3d.compile_counts`): a break m
 ``cuda_graphs`` compiles both steps in ``reduce-overhead`` mode (CUDA graphs) and counts the graphs left without one.
 The data path is the full step's batches alone (read, and copied to the device): a full step near it is bound by its
 data, not by the host or the GPU; so is one that waits for its batches (the ms a step waited, from ``history.csv``).
+Asked to, it then profiles a few more steps of each (:mod:`hand3d.step_profile`): how long the GPU was busy in a step,
+and how many launches the host made.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from hand3d.compile_counts import CompileCounts
+from hand3d.step_profile import PROFILE_WARMUP, PROFILED_STEPS, StepProfile, StepProfiler
 
 __all__ = [
     "BenchSettings",
@@ -115,9 +118,11 @@ def write_bench_dataset(path: str, hand_model: str, count: int, seed: int = 0, b
             )
 
 
-def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> tuple[float, CompileCounts]:
+def bare_backbone_rate(
+    settings: BenchSettings, device: torch.device, profiler: StepProfiler | None = None
+) -> tuple[float, CompileCounts]:
     """Images/s of ResNet + linear head forward, backward and Adam on a batch already on the device, and what
-    compiling its forward made."""
+    compiling its forward made. ``profiler`` (``skip=0``) records steps run after the timed ones."""
     from hand3d.model import build_backbone
     from hand3d.train import CUDA_GRAPH_MODE
 
@@ -153,7 +158,15 @@ def bare_backbone_rate(settings: BenchSettings, device: torch.device) -> tuple[f
     for _ in range(settings.steps):
         step()
     _sync(device)
-    return settings.steps * settings.batch_size / (time.perf_counter() - start), CompileCounts.now() - before
+    rate = settings.steps * settings.batch_size / (time.perf_counter() - start)
+    counts = CompileCounts.now() - before
+    if profiler is not None:
+        with profiler:
+            for _ in range(PROFILE_WARMUP + PROFILED_STEPS):
+                step()
+                profiler.step()
+            _sync(device)
+    return rate, counts
 
 
 def _sync(device: torch.device) -> None:
@@ -161,15 +174,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run_settings(settings: BenchSettings, stage: str, data: str, hand_model: str):
-    """The training settings of the full step: ``2 * steps`` iterations, logged every ``steps``."""
+def _run_settings(settings: BenchSettings, stage: str, data: str, hand_model: str, extra: int = 0):
+    """The training settings of the full step: ``2 * steps`` iterations, logged every ``steps``, and ``extra`` ones
+    (to profile)."""
     from hand3d.train import Settings
 
     return Settings(
         stage=stage,
         hand_model=hand_model,
         datasets={data: 1.0},
-        iterations=2 * settings.steps,
+        iterations=2 * settings.steps + extra,
         batch_size=settings.batch_size,
         backbone=settings.backbone,
         input_size=settings.input_size,
@@ -184,24 +198,32 @@ def _run_settings(settings: BenchSettings, stage: str, data: str, hand_model: st
 
 
 def full_step_rate(
-    settings: BenchSettings, stage: str, data: str, hand_model: str, workdir: Path
+    settings: BenchSettings,
+    stage: str,
+    data: str,
+    hand_model: str,
+    workdir: Path,
+    profiler: StepProfiler | None = None,
 ) -> tuple[float, float, CompileCounts]:
     """Images/s of the training loop itself and the ms a step waited for its batch, from the second logging
-    interval of a ``2 * steps`` run, and what compiling its pieces made."""
+    interval of a ``2 * steps`` run, and what compiling its pieces made. ``profiler`` (``skip=2 * steps``) records
+    steps the run makes after those."""
     from hand3d.train import train
 
     out = workdir / stage
     before = CompileCounts.now()
-    train(
-        _run_settings(settings, stage, data, hand_model),
-        str(out / "model.pt"),
-        str(out / "history.csv"),
-        str(out / "state"),
-    )
+    extra = 0 if profiler is None else PROFILE_WARMUP + PROFILED_STEPS
+    run_settings = _run_settings(settings, stage, data, hand_model, extra)
+    paths = [str(out / name) for name in ("model.pt", "history.csv", "state")]
+    if profiler is None:
+        train(run_settings, *paths)
+    else:
+        with profiler:
+            train(run_settings, *paths, after_step=profiler.step)
     compiled = CompileCounts.now() - before
     with open(out / "history.csv") as stream:
-        rows = list(csv.DictReader(stream))
-    return float(rows[-1]["images_per_s"]), float(rows[-1]["data_wait_ms"]), compiled
+        timed = next(row for row in csv.DictReader(stream) if int(row["step"]) == 2 * settings.steps)
+    return float(timed["images_per_s"]), float(timed["data_wait_ms"]), compiled
 
 
 def data_path_rate(settings: BenchSettings, stage: str, data: str, hand_model: str, device: torch.device) -> float:
@@ -238,11 +260,13 @@ def mano_sized_hand(path: str) -> None:
     save_hand_model(path, arrays, source="procedural", source_md5="", generator_version=HAND_MODEL)
 
 
-def bench_train(settings: BenchSettings, hand_model: str | None = None) -> list[dict]:
+def bench_train(settings: BenchSettings, hand_model: str | None = None, profile_dir: str | None = None) -> list[dict]:
     """One row per stage (pretrain, train): full-step and bare-backbone images/s on the same device.
 
     ``hand_model``: the hand layer's npz; None builds :func:`mano_sized_hand` (the hand layer's cost grows with the
-    vertex count, and the figure to compare with is MANO's).
+    vertex count, and the figure to compare with is MANO's). ``profile_dir``: also profile steps of the bare backbone
+    and of each stage after its timed ones (:mod:`hand3d.step_profile`), writing ``<name>.trace.json.gz`` and
+    ``<name>.ops.txt`` there; the rows get a ``profile`` and the bare one's, ``bare_profile``.
     """
     from hand3d.distributed import pick_device
 
@@ -255,16 +279,32 @@ def bench_train(settings: BenchSettings, hand_model: str | None = None) -> list[
             mano_sized_hand(hand_model)
         data = str(workdir / "bench.h5")
         write_bench_dataset(data, hand_model, settings.samples)
-        bare, bare_compiled = bare_backbone_rate(settings, device)
+        profilers = _profilers(profile_dir, device, settings.steps)
+        bare, bare_compiled = bare_backbone_rate(settings, device, profilers.get("bare"))
         run_wide = {"bare": bare, "bare_compiled": bare_compiled, "vertices": _vertex_count(hand_model)}
         rows = []
         for stage in ("pretrain", "train"):
-            full, waited, compiled = full_step_rate(settings, stage, data, hand_model, workdir)
+            full, waited, compiled = full_step_rate(settings, stage, data, hand_model, workdir, profilers.get(stage))
             loaded = data_path_rate(settings, stage, data, hand_model, device)
             rows.append(
                 {"stage": stage, "full": full, "data": loaded, "waited": waited, "compiled": compiled} | run_wide
             )
+    if profilers:
+        bare_profile = profilers["bare"].summary()
+        rows = [row | {"profile": profilers[row["stage"]].summary(), "bare_profile": bare_profile} for row in rows]
     return rows
+
+
+def _profilers(profile_dir: str | None, device: torch.device, steps: int) -> dict[str, StepProfiler]:
+    """One per step measured: the bare backbone's records after its timed loop, each stage's after ``2 * steps``."""
+    if profile_dir is None:
+        return {}
+    folder, cuda = Path(profile_dir), device.type == "cuda"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        name: StepProfiler(folder / f"{name}.trace.json.gz", folder / f"{name}.ops.txt", cuda, skip)
+        for name, skip in (("bare", 0), ("pretrain", 2 * steps), ("train", 2 * steps))
+    }
 
 
 def _vertex_count(hand_model: str) -> int:
@@ -298,7 +338,29 @@ def format_train_rows(rows: list[dict], settings: BenchSettings, device_name: st
         pieces = [("bare backbone", rows[0]["bare_compiled"])] + [(row["stage"], row["compiled"]) for row in rows]
         lines.append("compiled: " + "; ".join(f"{name} {counts.summary(graphs)}" for name, counts in pieces))
         lines += [f"{name} graph breaks:\n{counts.reasons()}" for name, counts in pieces if counts.break_count]
+    if "profile" in rows[0]:
+        profiles = [("bare backbone", rows[0]["bare_profile"])] + [(row["stage"], row["profile"]) for row in rows]
+        lines += _profile_lines(profiles)
     return "\n".join(lines)
+
+
+def _profile_lines(profiles: list[tuple[str, StepProfile]]) -> list[str]:
+    """The profiled steps, per step: wall time, the GPU's busy time and share of it, and the host's launches."""
+
+    def figure(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        f"profiled, per step ({profiles[0][1].steps} steps after the timed ones):",
+        f"{'step':<14} {'wall ms':>8} {'GPU busy ms':>12} {'GPU busy':>9} {'launches':>9} {'CUDA graph launches':>20}",
+    ]
+    for name, profile in profiles:
+        lines.append(
+            f"{name:<14} {profile.wall_ms:>8.2f} {figure(profile.device_busy_ms, 2):>12} "
+            f"{figure(profile.device_busy, 3):>9} {figure(profile.launches, 1):>9} "
+            f"{figure(profile.graph_launches, 1):>20}"
+        )
+    return lines
 
 
 def train_rows_record(rows: list[dict], settings: BenchSettings, device_name: str) -> dict:
@@ -322,11 +384,14 @@ def train_rows_record(rows: list[dict], settings: BenchSettings, device_name: st
         }
         for row in rows
     ]
+    for stage, row in zip(stages, rows, strict=True):
+        stage["profile"] = row["profile"].as_dict() if "profile" in row else None
     return {
         "device": device_name,
         "torch": torch.__version__,
         "settings": asdict(settings),
         "vertices": rows[0]["vertices"],
         "bare_backbone_compiled": compiled(rows[0]["bare_compiled"]),
+        "bare_backbone_profile": rows[0]["bare_profile"].as_dict() if "bare_profile" in rows[0] else None,
         "stages": stages,
     }

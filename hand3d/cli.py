@@ -137,9 +137,11 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     given["readers"] = args.readers
     given["cuda_graphs"] = graphs
     settings = BenchSettings.for_device(torch_device=device, device=args.device, threads=args.threads, **given)
-    rows = bench_train(settings, args.model)
+    rows = bench_train(settings, args.model, args.profile)
     name = torch_device_name(device)  # after the run, which sets torch's threads
     print(format_train_rows(rows, settings, name))
+    if args.profile:
+        print(f"traces (open in https://ui.perfetto.dev) and operator tables in {args.profile}")
     if args.json:
         atomic_write_json(args.json, train_rows_record(rows, settings, name), indent=1)
     return 0
@@ -360,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="compiled: replay both steps as CUDA graphs (torch.compile mode reduce-overhead; default: %(default)s)",
     )
     train.add_argument("--json", help="also write the settings, the figures and the compile counts to this JSON file")
+    train.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="then profile 10 more steps of each step measured: GPU busy time and launches per step, and the traces",
+    )
     train.set_defaults(run=cmd_bench_train)
     return parser
 

@@ -25,6 +25,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -394,7 +395,7 @@ def _checkpoint(run: _Run, state_dir: Path) -> None:
         torch.distributed.barrier()
 
 
-def _loop(run: _Run, state_dir: Path) -> None:
+def _loop(run: _Run, state_dir: Path, after_step: Callable[[], object] | None) -> None:
     settings, heatmaps = run.settings, run.heatmaps
     stream = batch_stream(settings, run.processes, run.step, heatmaps, run.device.type == "cuda")
     mode = _compile_mode(run)
@@ -402,13 +403,13 @@ def _loop(run: _Run, state_dir: Path) -> None:
     augment = torch.compile(augment_batch, mode=mode) if _compiles(run) else augment_batch
     batches = device_batches(stream, run.device)
     try:
-        _steps(run, state_dir, batches, step_fn, augment, heatmaps, graphed=mode is not None)
+        _steps(run, state_dir, batches, step_fn, augment, heatmaps, mode is not None, after_step)
     finally:
         batches.close()
         stream.close()
 
 
-def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, graphed: bool) -> None:
+def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, graphed: bool, after_step) -> None:
     settings = run.settings
     sums = torch.zeros(len(run.objective.columns), device=run.device)
     count, waited, start = 0, 0.0, time.perf_counter()
@@ -438,6 +439,8 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, grap
         run.step += 1
         count += 1
         progress.update()
+        if after_step is not None:
+            after_step()
         if run.step % settings.log_every and run.step < settings.iterations:
             continue
         _log_row(run, sums, count, time.perf_counter() - start, waited)
@@ -453,14 +456,21 @@ def _steps(run: _Run, state_dir: Path, batches, step_fn, augment, heatmaps, grap
     progress.close()
 
 
-def train(settings: Settings, model_out: str, history_out: str, state_dir: str) -> None:
-    """Run (or resume) training to ``settings.iterations`` steps; write ``model_out`` and ``history_out``."""
+def train(
+    settings: Settings,
+    model_out: str,
+    history_out: str,
+    state_dir: str,
+    after_step: Callable[[], object] | None = None,
+) -> None:
+    """Run (or resume) training to ``settings.iterations`` steps; write ``model_out`` and ``history_out``.
+    ``after_step`` is called after every step (e.g. a profiler's ``step``)."""
     state_dir = Path(state_dir)
     torch.set_num_threads(max(1, settings.threads))
     run = _prepare(settings, state_dir)
     try:
         if run.step < settings.iterations:
-            _loop(run, state_dir)
+            _loop(run, state_dir, after_step)
         if run.processes.is_main:
             write_history(history_out, run.columns, run.history)
             meta = {"stage": settings.stage, "iterations": run.step, "signature": run.signature}

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from hand3d.step_profile import trace_summary
+
 
 def _hand3d(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hand3d.cli", *args], capture_output=True, text=True)
@@ -84,7 +86,8 @@ def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_
     record = tmp_path / "bench.json"
     refused = _hand3d("bench", "train", *args, "--compile", "off", "--cuda-graphs", "on")
     assert refused.returncode == 2 and "--cuda-graphs on replays compiled graphs" in refused.stderr
-    result = _hand3d("bench", "train", *args, "--cuda-graphs", "on", "--json", str(record))  # compiled: auto
+    profiles = tmp_path / "profiles"
+    result = _hand3d("bench", "train", *args, "--cuda-graphs", "on", "--json", str(record), "--profile", str(profiles))
     assert result.returncode == 0, result.stderr
     cpus = len(os.sched_getaffinity(0))  # the default threads
     header = "resnet18, 64 px, batch 4, 736-vertex hand, 2 timed steps, compiled, CUDA graphs, readers: "
@@ -104,7 +107,21 @@ def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_
         "compiled: bare backbone 1 graph, 0 breaks, 1 without CUDA graph; pretrain 2 graphs, 0 breaks, 2 without "
         "CUDA graph; train 2 graphs, 0 breaks, 2 without CUDA graph"
     )
-    assert lines[4:] == [want]
+    assert lines[4] == want
+    # --profile: 10 steps after the timed ones of each step measured, and their traces
+    assert lines[5:7] == [
+        "profiled, per step (10 steps after the timed ones):",
+        "step            wall ms  GPU busy ms  GPU busy  launches  CUDA graph launches",
+    ]
+    profiled = {line[:14].strip(): line[14:].split() for line in lines[7:10]}
+    assert list(profiled) == ["bare backbone", "pretrain", "train"]
+    assert all(figures[1:] == ["-"] * 4 for figures in profiled.values())  # no GPU here
+    for stage, (full, bare, *_) in rows.items():  # steady steps, not the compiling ones (seconds each)
+        assert 0.2 < float(profiled[stage][0]) / (1000 * 4 / float(full)) < 5
+        assert 0.2 < float(profiled["bare backbone"][0]) / (1000 * 4 / float(bare)) < 5
+    assert lines[10:] == [f"traces (open in https://ui.perfetto.dev) and operator tables in {profiles}"]
+    for name in ("bare", "pretrain", "train"):
+        assert trace_summary(profiles / f"{name}.trace.json.gz").steps == 10 and (profiles / f"{name}.ops.txt").exists()
     # --json: the same run as data, the figures printed above unrounded
     saved = json.loads(record.read_text())
     assert saved["settings"]["batch_size"] == 4 and saved["settings"]["cuda_graphs"] is True
@@ -114,3 +131,5 @@ def test_bench_train_reports_both_stages_their_ratio_data_path_and_the_compiled_
         assert f"{stage['full_step_img_s']:.1f}" == full and f"{stage['bare_backbone_img_s']:.1f}" == bare
         assert f"{stage['ratio']:.3f}" == ratio
         assert stage["compiled"] == {"graphs": 2, "breaks": 0, "without_cuda_graph": 2}
+        assert f"{stage['profile']['wall_ms']:.2f}" == profiled[stage["stage"]][0]
+    assert f"{saved['bare_backbone_profile']['wall_ms']:.2f}" == profiled["bare backbone"][0]
