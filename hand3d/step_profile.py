@@ -29,6 +29,7 @@ PROFILED_STEPS = 10
 DEVICE_WORK = ("kernel", "gpu_memcpy", "gpu_memset")  # Kineto's trace categories of work on the GPU
 HOST_CALLS = ("cuda_runtime", "cuda_driver")
 STEP_NAME = re.compile(r"ProfilerStep#\d+$")
+STEP_CATEGORY = "user_annotation"  # the host's span of a step; a GPU trace mirrors it as "gpu_user_annotation"
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,17 @@ def busy_ms(intervals: Iterable[tuple[float, float]]) -> float:
     return total / 1000
 
 
+def _is_step(event: dict) -> bool:
+    return event.get("cat") == STEP_CATEGORY and "dur" in event and bool(STEP_NAME.match(str(event.get("name"))))
+
+
 def trace_summary(path: str | os.PathLike) -> StepProfile:
     """Per-step figures of a torch.profiler Chrome trace (``.json`` or ``.json.gz``): see the module's docstring.
     Only the GPU work and launches that start within the recorded steps count."""
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as stream:
         events = json.load(stream)["traceEvents"]
-    spans = [(e["ts"], e["ts"] + e["dur"]) for e in events if STEP_NAME.match(str(e.get("name", ""))) and "dur" in e]
+    spans = [(e["ts"], e["ts"] + e["dur"]) for e in events if _is_step(e)]
     if not spans:
         raise ValueError(f"{path}: no ProfilerStep spans; not a trace of profiled steps")
     first, last = min(s for s, _ in spans), max(e for _, e in spans)

@@ -28,6 +28,7 @@ def test_a_gpu_trace_gives_busy_time_and_launches_per_recorded_step(tmp_path):
     events = [
         _span("ProfilerStep#2", 1000, 1000, "user_annotation"),
         _span("ProfilerStep#3", 2000, 1000, "user_annotation"),
+        _span("ProfilerStep#2", 1100, 600, "gpu_user_annotation"),  # the GPU's mirror of the host's span
         _span("aten::convolution", 1010, 50, "cpu_op"),
         _span("cudaLaunchKernel", 1020, 5, "cuda_runtime"),
         _span("cuLaunchKernel", 1030, 5, "cuda_driver"),  # Triton's kernels
