@@ -112,12 +112,15 @@ def test_every_shipped_profile_dry_runs(workdir, profile):
 
 def test_slurm_profile_gives_training_a_gpu(workdir):
     out = snakemake(workdir, "-n", "--profile", str(REPO / "profiles/slurm")).stdout  # as the README runs it
-    blocks = out.split("\n\n")
-    for rule in ("pretrain", "train", "evaluate"):
-        block = next(b for b in blocks if f"rule {rule}:" in b)
-        assert "gpu=1" in block and "slurm_partition=gpu" in block, block
-    render = next(b for b in blocks if "rule render_synthetic:" in b)
-    assert "slurm_partition=cpu" in render and "gpu=" not in render
+    jobs = {}  # each rule's first job: its lines up to the next job's
+    for job in re.split(r"^rule ", out, flags=re.M)[1:]:
+        jobs.setdefault(job.split(":", 1)[0], job.split("\n[", 1)[0])
+    resources = {rule: re.search(r"resources: (.*)", job).group(1).split(", ") for rule, job in jobs.items()}
+    for rule in ("pretrain", "train", "evaluate", "freihand_predict"):
+        assert {"gpu=1", "slurm_partition=gpu"} <= set(resources[rule]), resources[rule]
+        assert ("nodes=1" in resources[rule]) == (rule in ("pretrain", "train"))  # DDP's processes share one node
+    assert "slurm_partition=cpu" in resources["render_synthetic"]
+    assert not any(r.startswith(("gpu=", "nodes=")) for r in resources["render_synthetic"])
 
 
 def test_the_workflow_profile_leaves_the_cluster_profile_its_settings(tmp_path, monkeypatch):
@@ -130,6 +133,7 @@ def test_the_workflow_profile_leaves_the_cluster_profile_its_settings(tmp_path, 
     assert args.show_failed_logs and args.rerun_incomplete  # the workflow profile is loaded
     assert args.cores is None  # so a job's threads are not capped at the submitting machine's cores
     assert args.latency_wait == 60 and RerunTrigger.SOFTWARE_ENV in args.rerun_triggers  # the cluster's own
+    assert args.retries == 1 and args.slurm_requeue is True  # a preempted training job goes back into the queue
 
 
 def test_a_dataset_with_a_null_root_is_left_out_of_every_experiment(tmp_path):
