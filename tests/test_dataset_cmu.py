@@ -152,6 +152,17 @@ def test_panoptic_missing_image_and_duplicates(panopticdb):
     assert result.issues == Counter({"malformed_annotation": 3, "missing_image": 1, "duplicate_name": 1})
 
 
+def test_panoptic_images_outside_the_folder_are_malformed(panopticdb, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere") / "00000009.jpg"
+    _jpeg(outside)
+    data = json.loads((panopticdb / panoptic.ANNOTATIONS).read_text())
+    data["root"] += [_panoptic_entry(9, RIGHT) | {"img_paths": path} for path in (str(outside), "../elsewhere/x.jpg")]
+    (panopticdb / panoptic.ANNOTATIONS).write_text(json.dumps(data))
+    result = panoptic.read(panopticdb, "train")
+    assert [s.name for s in result.samples] == ["imgs/00000000", "imgs/00000005"]
+    assert result.issues == Counter({"malformed_annotation": 3})
+
+
 def test_panoptic_wrong_layout(tmp_path):
     with pytest.raises(DatasetLayoutError, match=panoptic.ANNOTATIONS) as error:
         panoptic.read(tmp_path, "train")

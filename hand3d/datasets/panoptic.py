@@ -12,9 +12,9 @@ OpenPose order; right hands only (no `is_left`). Image paths come from `img_path
 There is no test split: the paper trains on all of it.
 
 Skipped and counted (`ReadResult.issues`): `malformed_annotation` (an entry that is not an object, lacks
-`img_paths` / `joint_self`, or has the wrong shape or non-finite numbers), `duplicate_name` (a second entry for the
-same image), `missing_image` (its `img_paths` file does not exist). A JSON that does not parse, or has no `root`
-list, is a DatasetLayoutError: nothing of the dataset can be read.
+`img_paths` / `joint_self`, has an `img_paths` outside the folder, or keypoints of the wrong shape or non-finite),
+`duplicate_name` (a second entry for the same image), `missing_image` (its `img_paths` file does not exist). A JSON
+that does not parse, or has no `root` list, is a DatasetLayoutError: nothing of the dataset can be read.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def _parse(entry: object) -> tuple[str, np.ndarray]:
     image = entry["img_paths"]
     if not isinstance(image, str) or not image:
         raise ValueError(f"img_paths is {image!r}, expected a relative path")
+    if PurePosixPath(image).is_absolute() or ".." in PurePosixPath(image).parts:
+        raise ValueError(f"img_paths is {image!r}, expected a path inside the dataset folder")
     return image, cmu_keypoints(entry["joint_self"])
 
 
