@@ -372,6 +372,9 @@ def train_rows_record(rows: list[dict], settings: BenchSettings, device_name: st
             return None
         return {"graphs": counts.graphs, "breaks": counts.break_count, "without_cuda_graph": counts.cudagraph_skips}
 
+    def profiled(profile: StepProfile | None) -> dict | None:
+        return None if profile is None else profile.as_dict()
+
     stages = [
         {
             "stage": row["stage"],
@@ -381,17 +384,16 @@ def train_rows_record(rows: list[dict], settings: BenchSettings, device_name: st
             "data_path_img_s": row["data"],
             "data_wait_ms_per_step": row["waited"],
             "compiled": compiled(row["compiled"]),
+            "profile": profiled(row.get("profile")),
         }
         for row in rows
     ]
-    for stage, row in zip(stages, rows, strict=True):
-        stage["profile"] = row["profile"].as_dict() if "profile" in row else None
     return {
         "device": device_name,
         "torch": torch.__version__,
         "settings": asdict(settings),
         "vertices": rows[0]["vertices"],
         "bare_backbone_compiled": compiled(rows[0]["bare_compiled"]),
-        "bare_backbone_profile": rows[0]["bare_profile"].as_dict() if "bare_profile" in rows[0] else None,
+        "bare_backbone_profile": profiled(rows[0].get("bare_profile")),
         "stages": stages,
     }

@@ -62,7 +62,8 @@ def _parse(entry: object) -> tuple[str, np.ndarray]:
     image = entry["img_paths"]
     if not isinstance(image, str) or not image:
         raise ValueError(f"img_paths is {image!r}, expected a relative path")
-    if PurePosixPath(image).is_absolute() or ".." in PurePosixPath(image).parts:
+    path = PurePosixPath(image)
+    if path.is_absolute() or ".." in path.parts:
         raise ValueError(f"img_paths is {image!r}, expected a path inside the dataset folder")
     return image, cmu_keypoints(entry["joint_self"])
 
