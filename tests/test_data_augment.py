@@ -150,6 +150,30 @@ def test_rows_read_by_offset_equal_h5py_and_other_layouts_fall_back(synthetic_pa
         reader.close()
 
 
+def test_chunk_offsets_come_from_one_pass_over_the_index_and_locate_every_row(tmp_path):
+    """``chunk_iter`` gives what ``get_chunk_info`` gives chunk by chunk, and each offset holds its row's bytes; the
+    last block written first, so the chunks are not in row order in the file."""
+    import h5py
+
+    from hand3d.packed_rows import _chunk_infos, _chunk_infos_one_by_one, _chunk_offsets
+
+    rows = np.random.default_rng(0).integers(0, 256, (300, 4, 5), dtype=np.uint8)
+    path = tmp_path / "rows.h5"
+    with h5py.File(path, "w") as f:
+        dataset = f.create_dataset("x", shape=(300, 4, 5), maxshape=(None, 4, 5), chunks=(1, 4, 5), dtype="u1")
+        for start in (256, 0, 128):
+            dataset[start : start + 128] = rows[start : start + 128]
+    with h5py.File(path) as f:
+        dataset = f["x"]
+        assert hasattr(dataset.id, "chunk_iter")  # the h5py this project installs has it
+        assert sorted(_chunk_infos(dataset.id)) == sorted(_chunk_infos_one_by_one(dataset.id))
+        offsets = _chunk_offsets(dataset)
+    data = path.read_bytes()
+    assert len(offsets) == 300 and offsets[256] < offsets[0]
+    for row, offset in enumerate(offsets):
+        assert data[offset : offset + 20] == rows[row].tobytes()
+
+
 def test_rows_are_the_stored_samples(synthetic_packed):
     stream = PackedBatches([Source(str(synthetic_packed))], 5, PRETRAIN_FIELDS, seed=0)
     rng = np.random.default_rng([0, 0, 7])  # the stream's own draw for step 7
