@@ -92,7 +92,8 @@ def test_paper_scale_is_one_config_switch_away(workdir):
         validate(config, str(REPO / "rules/schemas/config.schema.yaml"))  # and fills the defaults, as the Snakefile
     before, after = _leaves(shipped), _leaves(merged)
     changed = {key: after[key] for key in after if before.get(key) != after[key]}
-    assert changed == {  # the sizes only, as the README says, and the reference mask weight
+    assert changed == {  # the sizes, as the README says, the reference mask weight and the checkpoint interval
+        "training/checkpoint_every": 2000,
         "synthetic/train": 18000,
         "synthetic/test": 2000,
         "model/backbone": "resnet34",
