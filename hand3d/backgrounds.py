@@ -5,19 +5,26 @@ A background set is an (N, size, size, 3) uint8 RGB array stored in HDF5 (`image
 or, without one, the photos scikit-image ships (they load offline) plus procedural textures generated from a seed.
 Each image is resized so its shorter side is `size` (cv2.INTER_AREA) and centre-cropped to a square.
 
-At render time `random_background` draws a random crop (0.5-1.0 of the side), resizes it to the crop size, flips it
-and jitters its colours, every draw from the caller's np.random.Generator.
+The set is written one image at a time and a large one is read one image a draw (`open_backgrounds`), so a folder of
+thousands of photos fits the rules' memory. At render time `random_background` draws a random crop (0.5-1.0 of the
+side), resizes it to the crop size, flips it and jitters its colours, every draw from the caller's
+np.random.Generator.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import h5py
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,7 @@ SKIMAGE_PHOTOS = (
 CROP_FRACTION = (0.5, 1.0)
 JITTER = (0.7, 1.3)  # brightness, contrast and saturation factors
 HUE_SHIFT_DEG = 10.0
+IN_MEMORY_BYTES = 512 << 20  # a set up to this size is read whole; a larger one, an image a draw
 
 
 # ----------------------------------------------------------------------------------------------- image preparation
@@ -83,16 +91,16 @@ def _read_image(path: Path) -> np.ndarray | None:
     return None if image is None else to_rgb(image)
 
 
-def folder_backgrounds(folder: str | os.PathLike, size: int) -> tuple[np.ndarray, list[str], int]:
-    """Every .jpg/.jpeg/.png below `folder` (recursive, any case, sorted paths), squared to `size`.
+def folder_backgrounds(folder: str | os.PathLike, size: int) -> Iterator[tuple[np.ndarray | None, str]]:
+    """(image squared to `size`, name) for every .jpg/.jpeg/.png below `folder` (recursive, any case, sorted paths).
 
-    Names are paths relative to `folder`. Unreadable files are skipped with a warning and counted; a folder with no
-    usable image is an error naming it.
+    Names are paths relative to `folder`. An unreadable file gives None, with a warning; a folder with no usable
+    image is an error naming it.
     """
     from tqdm import tqdm
 
     folder = Path(folder)
-    images, names, skipped = [], [], 0
+    usable = skipped = 0
     for path in tqdm(_image_files(folder), desc="backgrounds", unit="img"):
         try:
             image = _read_image(path)
@@ -102,14 +110,10 @@ def folder_backgrounds(folder: str | os.PathLike, size: int) -> tuple[np.ndarray
         else:
             if image is None:
                 log.warning("skipping unreadable background %s", path)
-        if image is None:
-            skipped += 1
-            continue
-        images.append(square(image, size))
-        names.append(path.relative_to(folder).as_posix())
-    if not images:
+        usable, skipped = usable + (image is not None), skipped + (image is None)
+        yield (None if image is None else square(image, size)), path.relative_to(folder).as_posix()
+    if not usable:
         raise ValueError(f"{folder}: no usable background image (.jpg, .jpeg, .png; {skipped} unreadable)")
-    return np.stack(images), names, skipped
 
 
 def skimage_backgrounds(size: int) -> tuple[list[np.ndarray], list[str]]:
@@ -226,56 +230,77 @@ def procedural_backgrounds(count: int, size: int, seed: int) -> tuple[list[np.nd
     return images, names
 
 
-def collect_backgrounds(
+def background_sources(
     folder: str | os.PathLike | None, size: int, procedural: int, seed: int
-) -> tuple[np.ndarray, list[str], int]:
-    """(images (N, size, size, 3) uint8 RGB, names, skipped count).
+) -> Iterator[tuple[np.ndarray | None, str]]:
+    """(image (size, size, 3) uint8 RGB or None where unreadable, name), one at a time.
 
     With `folder`: its photos only (see `folder_backgrounds`; `procedural` is not used). Without: scikit-image's
-    photos (SKIMAGE_PHOTOS) followed by `procedural` textures from `seed`; nothing is skipped.
+    photos (SKIMAGE_PHOTOS) followed by `procedural` textures from `seed`.
     """
     if folder is not None:
-        return folder_backgrounds(folder, size)
-    images, names = skimage_backgrounds(size)
-    extra_images, extra_names = procedural_backgrounds(procedural, size, seed)
-    return np.stack(images + extra_images), names + extra_names, 0
+        yield from folder_backgrounds(folder, size)
+        return
+    for images, names in (skimage_backgrounds(size), procedural_backgrounds(procedural, size, seed)):
+        yield from zip(images, names, strict=True)
 
 
 # ----------------------------------------------------------------------------------------------- storage
 
 
-def write_backgrounds(path: str | os.PathLike, images: np.ndarray, names: list[str], skipped: int) -> None:
-    """Write the set to HDF5 atomically: `images` (N, S, S, 3) uint8 chunked per image, `names`, attr `skipped`."""
+def write_backgrounds(path: str | os.PathLike, sources: Iterable[tuple[np.ndarray | None, str]], size: int) -> int:
+    """Write the set to HDF5 atomically, an image at a time: `images` (N, S, S, 3) uint8 chunked per image, `names`,
+    attr `skipped` (the sources given as None). Returns N."""
     import h5py
 
     from hand3d.atomic import atomic_write
 
-    if len(images) != len(names):
-        raise ValueError(f"{len(images)} images but {len(names)} names")
+    count = 0
 
     def write(tmp: str) -> None:
+        nonlocal count
+        names, skipped = [], 0
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("images", data=images, dtype=np.uint8, chunks=(1, *images.shape[1:]), compression="gzip")
+            shape = (size, size, 3)
+            images = f.create_dataset(
+                "images", (0, *shape), np.uint8, maxshape=(None, *shape), chunks=(1, *shape), compression="gzip"
+            )
+            for image, name in sources:
+                if image is None:
+                    skipped += 1
+                    continue
+                if image.shape != shape:
+                    raise ValueError(f"background {name}: shape {image.shape}, expected {shape}")
+                images.resize(len(names) + 1, axis=0)
+                images[len(names)] = image
+                names.append(name)
             f.create_dataset("names", data=names, dtype=h5py.string_dtype("utf-8"))
-            f.attrs["skipped"] = int(skipped)
+            f.attrs["skipped"] = skipped
+        count = len(names)
 
     atomic_write(path, write)
+    return count
 
 
-def load_backgrounds(path: str | os.PathLike) -> np.ndarray:
-    """(N, S, S, 3) uint8 RGB images of a background set written by `write_backgrounds`."""
+@contextmanager
+def open_backgrounds(path: str | os.PathLike) -> Iterator[np.ndarray | h5py.Dataset]:
+    """The (N, S, S, 3) uint8 RGB images of a set written by `write_backgrounds`, indexable by image: an array when
+    the set is at most IN_MEMORY_BYTES, else the open HDF5 dataset, which reads (and decompresses) one image a draw."""
     import h5py
 
     with h5py.File(path, "r") as f:
         if "images" not in f:
             raise ValueError(f"{path}: no 'images' dataset (not a background set; rule `backgrounds` writes one)")
-        return f["images"][()]
+        images = f["images"]
+        yield images[()] if images.nbytes <= IN_MEMORY_BYTES else images
 
 
 # ----------------------------------------------------------------------------------------------- sampling
 
 
-def random_background(rng: np.random.Generator, backgrounds: np.ndarray, out_size: int = 320) -> np.ndarray:
+def random_background(
+    rng: np.random.Generator, backgrounds: np.ndarray | h5py.Dataset, out_size: int = 320
+) -> np.ndarray:
     """(out_size, out_size, 3) uint8: a random crop of a random background, flipped and colour-jittered.
 
     Draws, all from `rng` in this order: the image; the crop side (uniform in 0.5-1.0 of the stored side) and its
@@ -313,7 +338,6 @@ def color_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 def build_backgrounds(
     out_h5: str | os.PathLike, folder: str | os.PathLike | None, size: int, procedural: int, seed: int
 ) -> None:
-    """Rule `backgrounds`: collect the set (`collect_backgrounds`) and write it to `out_h5` atomically."""
-    images, names, skipped = collect_backgrounds(folder, size, procedural, seed)
-    write_backgrounds(out_h5, images, names, skipped)
-    log.info("wrote %d backgrounds (%d x %d, %d skipped) to %s", len(images), size, size, skipped, out_h5)
+    """Rule `backgrounds`: the set (`background_sources`) written to `out_h5` atomically, an image at a time."""
+    count = write_backgrounds(out_h5, background_sources(folder, size, procedural, seed), size)
+    log.info("wrote %d backgrounds (%d x %d) to %s", count, size, size, out_h5)

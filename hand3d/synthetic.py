@@ -155,7 +155,7 @@ def render_shard(
     torch.set_num_threads(threads)
     os.environ["LP_NUM_THREADS"] = str(threads)  # read by llvmpipe when the GL context is created
 
-    from hand3d.backgrounds import load_backgrounds
+    from hand3d.backgrounds import open_backgrounds
     from hand3d.hand_layer import HandLayer
     from hand3d.render import Renderer
 
@@ -164,12 +164,12 @@ def render_shard(
     faces = layer.faces
     with np.load(colors_npz) as data:
         colors = data["colors"]
-    backgrounds = load_backgrounds(backgrounds_h5)
     renderer = Renderer(CROP_SIZE, CROP_SIZE, samples=msaa, device_index=device_index)
     num_params = 3 + 3 + sampler.num_pca + NUM_BETAS
     vertices_count = layer.num_vertices if store_vertices else None
     log.info("rendering %d %s samples (shard %d) on %s", count, split, shard, renderer.renderer_name)
     with (
+        open_backgrounds(backgrounds_h5) as backgrounds,
         PackedWriter(out_h5, "synthetic", split, num_params, num_vertices=vertices_count) as writer,
         tqdm(total=count, desc=f"render {split} shard {shard}", unit="img") as progress,
     ):

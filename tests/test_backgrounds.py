@@ -9,14 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from hand3d.backgrounds import (
-    SKIMAGE_PHOTOS,
-    build_backgrounds,
-    collect_backgrounds,
-    load_backgrounds,
-    random_background,
-    write_backgrounds,
-)
+from hand3d import backgrounds as backgrounds_module
+from hand3d.backgrounds import SKIMAGE_PHOTOS, build_backgrounds, open_backgrounds, random_background
 
 SIZE = 24
 
@@ -41,9 +35,18 @@ def photo_folder(tmp_path):
     return folder
 
 
-def test_folder_images_are_read_squared_and_corrupt_ones_skipped(photo_folder, caplog):
+def built(path, folder, procedural=0, seed=0):
+    """(images, names, skipped) of the set `build_backgrounds` writes to `path`."""
+    build_backgrounds(path, folder=folder, size=SIZE, procedural=procedural, seed=seed)
+    with h5py.File(path, "r") as f:
+        assert f["images"].chunks == (1, SIZE, SIZE, 3)
+        return f["images"][()], [n.decode() for n in f["names"][()]], int(f.attrs["skipped"])
+
+
+def test_folder_images_are_read_squared_and_corrupt_ones_skipped(photo_folder, tmp_path, caplog):
+    path = tmp_path / "out" / "backgrounds.h5"
     with caplog.at_level(logging.WARNING, logger="hand3d.backgrounds"):
-        images, names, skipped = collect_backgrounds(photo_folder, SIZE, procedural=3, seed=0)
+        images, names, skipped = built(path, photo_folder, procedural=3)
     assert names == ["D_THIRDS.JPG", "a_red.png", "nested/b_gray.jpg", "nested/c_rgba.png"]
     assert skipped == 1 and "broken.jpg" in caplog.text
     assert images.shape == (4, SIZE, SIZE, 3) and images.dtype == np.uint8
@@ -52,48 +55,56 @@ def test_folder_images_are_read_squared_and_corrupt_ones_skipped(photo_folder, c
     assert np.all(red == (255, 0, 0))
     assert np.all(gray[..., 0] == gray[..., 1]) and np.all(gray[..., 1] == gray[..., 2])
     assert np.all(rgba == (0, 0, 255))
+    assert [p.name for p in path.parent.iterdir()] == ["backgrounds.h5"]  # no temporary file left
 
 
-def test_folder_without_usable_image_is_an_error_naming_it(tmp_path):
-    empty = tmp_path / "empty_photos"
+def test_folder_without_usable_image_is_an_error_naming_it_and_writes_nothing(tmp_path):
+    empty, path = tmp_path / "empty_photos", tmp_path / "out" / "backgrounds.h5"
     empty.mkdir()
     with pytest.raises(ValueError, match="empty_photos"):
-        collect_backgrounds(empty, SIZE, procedural=0, seed=0)
+        built(path, empty)
     (empty / "bad.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match="empty_photos"):
-        collect_backgrounds(empty, SIZE, procedural=0, seed=0)
+    with pytest.raises(ValueError, match="empty_photos.*1 unreadable"):
+        built(path, empty)
     with pytest.raises(FileNotFoundError, match="no_such_folder"):
-        collect_backgrounds(tmp_path / "no_such_folder", SIZE, procedural=0, seed=0)
+        built(path, tmp_path / "no_such_folder")
+    assert not path.parent.exists() or not any(path.parent.iterdir())
 
 
-def test_default_set_is_skimage_photos_plus_deterministic_textures():
-    images, names, skipped = collect_backgrounds(None, SIZE, procedural=5, seed=3)
+def test_default_set_is_skimage_photos_plus_deterministic_textures(tmp_path):
+    images, names, skipped = built(tmp_path / "a.h5", None, procedural=5, seed=3)
     assert images.shape == (len(SKIMAGE_PHOTOS) + 5, SIZE, SIZE, 3) and images.dtype == np.uint8
     assert skipped == 0 and names[0] == "skimage:astronaut" and names[-1].startswith("procedural:")
-    again, again_names, _ = collect_backgrounds(None, SIZE, procedural=5, seed=3)
+    again, again_names, _ = built(tmp_path / "b.h5", None, procedural=5, seed=3)
     np.testing.assert_array_equal(images, again)
     assert names == again_names
-    other, _, _ = collect_backgrounds(None, SIZE, procedural=5, seed=4)
+    other, _, _ = built(tmp_path / "c.h5", None, procedural=5, seed=4)
     np.testing.assert_array_equal(other[: len(SKIMAGE_PHOTOS)], images[: len(SKIMAGE_PHOTOS)])
     assert not np.array_equal(other[len(SKIMAGE_PHOTOS) :], images[len(SKIMAGE_PHOTOS) :])
     assert all(image.std() > 1 for image in images)  # no blank texture
 
 
-def test_hdf5_round_trip(tmp_path, photo_folder):
-    images, names, skipped = collect_backgrounds(photo_folder, SIZE, procedural=0, seed=0)
-    path = tmp_path / "out" / "backgrounds.h5"
-    write_backgrounds(path, images, names, skipped)
-    np.testing.assert_array_equal(load_backgrounds(path), images)
-    with h5py.File(path, "r") as f:
-        assert f["images"].chunks == (1, SIZE, SIZE, 3)
-        assert [n.decode() for n in f["names"][()]] == names and int(f.attrs["skipped"]) == 1
-    assert [p.name for p in path.parent.iterdir()] == ["backgrounds.h5"]  # no temporary file left
-
-
-def test_build_backgrounds_writes_the_set(tmp_path):
+def test_a_large_set_is_read_an_image_a_draw_with_the_same_draws(tmp_path, monkeypatch):
     path = tmp_path / "backgrounds.h5"
-    build_backgrounds(path, folder=None, size=SIZE, procedural=2, seed=0)
-    assert load_backgrounds(path).shape == (len(SKIMAGE_PHOTOS) + 2, SIZE, SIZE, 3)
+    images, _, _ = built(path, None, procedural=2)
+    with open_backgrounds(path) as small:
+        assert isinstance(small, np.ndarray)
+        np.testing.assert_array_equal(small, images)
+        expected = [random_background(np.random.default_rng(3), small, 16) for _ in range(3)]
+    monkeypatch.setattr(backgrounds_module, "IN_MEMORY_BYTES", images.nbytes - 1)
+    with open_backgrounds(path) as large:
+        assert isinstance(large, h5py.Dataset)
+        drawn = [random_background(np.random.default_rng(3), large, 16) for _ in range(3)]
+    for want, got in zip(expected, drawn, strict=True):
+        np.testing.assert_array_equal(want, got)
+
+
+def test_a_file_without_images_is_refused_naming_it(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = 1
+    with pytest.raises(ValueError, match="other.h5.*no 'images'"), open_backgrounds(path):
+        pass
 
 
 def test_random_background_is_deterministic_and_varied():

@@ -112,12 +112,17 @@ def test_masks_cover_the_camera_facing_vertices(shard, hand_layer):
         assert grown[rows, cols].mean() > 0.995
 
 
+def background_images(path) -> np.ndarray:
+    from hand3d.backgrounds import open_backgrounds
+
+    with open_backgrounds(path) as images:
+        return np.asarray(images[()])
+
+
 def test_images_differ_from_background_only_on_the_hand(inputs, hand_layer):
     with np.load(inputs["colors"]) as c:
         colors = c["colors"]
-    from hand3d.backgrounds import load_backgrounds
-
-    backgrounds = load_backgrounds(inputs["backgrounds"])
+    backgrounds = background_images(inputs["backgrounds"])
     rng = np.random.default_rng(5)
     cfg = SamplerConfig()
     batch = pose_batch(hand_layer, rng, 4, cfg)
@@ -132,9 +137,7 @@ def test_images_differ_from_background_only_on_the_hand(inputs, hand_layer):
 
 def test_masks_hold_the_pixels_the_hand_covers_by_half_or_more(inputs, hand_layer):
     """Neither grown by the edge pixels the hand barely touches nor shrunk by the ones it half covers."""
-    from hand3d.backgrounds import load_backgrounds
-
-    backgrounds = load_backgrounds(inputs["backgrounds"])
+    backgrounds = background_images(inputs["backgrounds"])
     rng, cfg = np.random.default_rng(8), SamplerConfig()
     batch = pose_batch(hand_layer, rng, 3, cfg)
     renderer = Renderer(320, 320)
