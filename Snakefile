@@ -26,6 +26,15 @@ include: "rules/training.smk"
 include: "rules/evaluation.smk"
 
 
+# A job killed by a signal it cannot catch (SIGKILL, a node's failure) leaves its temporary files beside its outputs;
+# Snakemake knows only the outputs. Those of writers that are gone go before the jobs start.
+onstart:
+    from hand3d.atomic import sweep_stale_temps
+
+    for stale in sweep_stale_temps("results", recursive=True):
+        print(f"removed {stale}, left by a killed job")
+
+
 rule all:
     default_target: True
     input:

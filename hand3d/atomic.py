@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+# A temporary file is named ``.<final name>~<host>~<pid>~<random><suffix>``: a writer killed by SIGKILL (or a power
+# loss) runs no cleanup, and the name says which process on which machine made it, so a later run can tell a dead
+# writer's leftover (:func:`sweep_stale_temps`) from a file another process is writing now.
+_TEMP = re.compile(r"\.(?P<name>.+)~(?P<host>[A-Za-z0-9.-]+)~(?P<pid>[0-9]+)~[A-Za-z0-9_]+(?:\.[A-Za-z0-9]+)?")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
@@ -16,7 +23,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=path.suffix)
     os.close(fd)
     try:
         write(tmp)
@@ -46,6 +53,61 @@ def atomic_torch_save(path: str | os.PathLike, obj: object) -> None:
             torch.save(obj, stream)
 
     atomic_write(path, write)
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The start of a temporary name for ``path`` by this process: ``.<name>~<host>~<pid>~``."""
+    return f".{Path(path).name}~{_host()}~{os.getpid()}~"
+
+
+def sweep_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files in ``folder`` (and below it, if ``recursive``) whose writer, a process on this
+    machine, is gone: what a job killed mid-write left beside its outputs. Returns the deleted paths.
+
+    A temporary made on another machine (a shared file system) is left alone: whether its writer lives cannot be
+    told from here.
+    """
+    removed = []
+    for tmp in _temps(Path(folder), recursive):
+        match = _TEMP.fullmatch(tmp.name)
+        if match["host"] != _host() or _alive(int(match["pid"])):
+            continue
+        try:
+            tmp.unlink()
+        except FileNotFoundError:  # swept by another process meanwhile
+            continue
+        removed.append(tmp)
+    return removed
+
+
+def _temps(folder: Path, recursive: bool) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if recursive:
+                yield from _temps(Path(entry.path), recursive)
+        elif entry.name.startswith(".") and _TEMP.fullmatch(entry.name):
+            yield Path(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _host() -> str:
+    """This machine's name as it goes in a temporary name (no ``~``: the field separator)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
 
 
 def _umask() -> int:

@@ -55,6 +55,7 @@ import h5py
 import numpy as np
 
 from hand3d import __version__
+from hand3d.atomic import sweep_stale_temps, temp_prefix
 
 __all__ = [
     "CROP_SIZE",
@@ -368,7 +369,8 @@ class PackedWriter:
 
     def __enter__(self) -> PackedWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        sweep_stale_temps(self.path.parent)  # what writers killed before left here
+        self._tmp = self.path.with_name(f"{temp_prefix(self.path)}{uuid.uuid4().hex[:12]}.tmp")
         self._file = h5py.File(self._tmp, "w-")
         try:
             self._create_datasets()

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import cv2
 import h5py
 import numpy as np
 
-from hand3d.atomic import atomic_write_json
+from hand3d.atomic import atomic_write_json, sweep_stale_temps, temp_prefix
 from hand3d.crop import CROP_SIZE, CropBox, crop_box, crop_image, crop_keypoints, to_crop, visible_inside
 from hand3d.datasets.base import RawSample
 from hand3d.h5io import PackedWriter, open_packed, read_field
@@ -111,7 +112,8 @@ class _BlockWriter:
 
     def __init__(self, path: str, count: int):
         self.path, self.count = Path(path), count
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        sweep_stale_temps(self.path.parent)  # what writers killed before left here
+        self.tmp = self.path.with_name(f"{temp_prefix(self.path)}{uuid.uuid4().hex[:12]}.tmp")
 
     def __enter__(self) -> _BlockWriter:
         self.file = h5py.File(self.tmp, "w")

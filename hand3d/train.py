@@ -36,6 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hand3d import versions
+from hand3d.atomic import sweep_stale_temps
 from hand3d.augment import AugmentConfig, augment_batch, unit_noise
 from hand3d.compile_counts import CompileCounts
 from hand3d.data import (
@@ -466,6 +467,8 @@ def train(
     """Run (or resume) training to ``settings.iterations`` steps; write ``model_out`` and ``history_out``.
     ``after_step`` is called after every step (e.g. a profiler's ``step``)."""
     state_dir = Path(state_dir)
+    for folder in {state_dir, Path(model_out).parent, Path(history_out).parent}:
+        sweep_stale_temps(folder)  # what a killed run's writes left (a state is as large as the model, twice over)
     torch.set_num_threads(max(1, settings.threads))
     run = _prepare(settings, state_dir)
     try:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -362,3 +366,22 @@ def test_concat_refuses_other_num_params(tmp_path):
     with pytest.raises(ValueError, match=f"{re.escape(str(odd))}: num_params {P + 2}, but .*good.h5 has {P}"):
         concat_packed([good, odd], out, source="s", split="t")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["good.h5", "odd.h5"]
+
+
+def test_a_packed_file_killed_mid_write_leaves_a_temporary_that_the_next_writer_removes(tmp_path):
+    path = tmp_path / "x.h5"
+    script = (
+        "import os, signal, sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_h5io import P, make_batch\n"
+        "from hand3d.h5io import PackedWriter\n"
+        "with PackedWriter(sys.argv[1], 'test', 'train', P) as writer:\n"
+        "    writer.append(make_batch(2, seed=8))\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(Path(__file__).parent)], capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    [left] = list(tmp_path.iterdir())
+    assert left.name.startswith(".x.h5~") and not path.exists()
+    write(path, make_batch(3, seed=1))
+    assert list(tmp_path.iterdir()) == [path] and len(read_all(path)["names"]) == 3

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hand3d.atomic import _host
 from hand3d.augment import augment_batch, unit_noise
 from hand3d.data import PRETRAIN_FIELDS, TRAIN_FIELDS, PackedBatches, Source
 from hand3d.host_sync import HostSyncs, describe
@@ -169,8 +170,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(hand_model
     killed_at = torch.load(state, weights_only=True)["step"]
     assert 5 <= killed_at < 30, "the kill must land mid-run"
     assert not (tmp_path / "killed/model.pt").exists()
+    # what a kill during the next checkpoint's write leaves: the rerun removes it
+    (state.parent / f".state.pt~{_host()}~{child.pid}~k1lled_0.pt").write_bytes(b"half a state")
     resumed = subprocess.run(command, check=True, capture_output=True, text=True)
     assert f"resuming at step {killed_at}" in resumed.stderr
+    assert sorted(p.name for p in state.parent.iterdir()) == ["history.csv", "state.pt"]
     whole = torch.load(tmp_path / "whole/model.pt", weights_only=True)["state_dict"]
     again = torch.load(tmp_path / "killed/model.pt", weights_only=True)["state_dict"]
     for name, tensor in whole.items():
