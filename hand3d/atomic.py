@@ -28,7 +28,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -53,6 +53,25 @@ def atomic_torch_save(path: str | os.PathLike, obj: object) -> None:
             torch.save(obj, stream)
 
     atomic_write(path, write)
+
+
+def durable_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the finished ``tmp`` over ``path``, its bytes on disk first and the rename after.
+
+    Without the first fsync, a machine that loses power (or a node that fails) soon after can keep the rename but
+    not the data: a file under its final name, empty or cut short, that Snakemake takes as complete.
+    """
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(Path(path).parent)
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def temp_prefix(path: str | os.PathLike) -> str:

@@ -55,7 +55,7 @@ import h5py
 import numpy as np
 
 from hand3d import __version__
-from hand3d.atomic import sweep_stale_temps, temp_prefix
+from hand3d.atomic import durable_replace, sweep_stale_temps, temp_prefix
 
 __all__ = [
     "CROP_SIZE",
@@ -320,8 +320,9 @@ class PackedWriter:
     """Write a packed file atomically: ``with PackedWriter(...) as w: w.append(batch)``.
 
     The file is written under a hidden temporary name in the destination folder; on a clean exit the attributes
-    (``content_sha256`` included) are written and the file is renamed onto `path` with :func:`os.replace`; on an
-    exception the temporary file is deleted, so `path` never holds a half-written file.
+    (``content_sha256`` included) are written, the file is flushed to disk and renamed onto `path`
+    (:func:`hand3d.atomic.durable_replace`); on an exception the temporary file is deleted, so `path` never holds a
+    half-written file.
 
     `num_params` is P (>= 1). `num_vertices` (V) and `heatmap_size` (h or (h, w)) create the optional ``vertices``
     and ``heatmaps`` datasets; without them a batch giving those fields is refused.
@@ -416,7 +417,7 @@ class PackedWriter:
         attrs["field_sha256"] = json.dumps(_field_digests(entries))
         self._file.close()
         self._file = None
-        os.replace(self._tmp, self.path)
+        durable_replace(self._tmp, self.path)
 
     def _entries(self) -> list[Entry]:
         entries = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import cv2
 import h5py
 import numpy as np
 
-from hand3d.atomic import atomic_write_json, sweep_stale_temps, temp_prefix
+from hand3d.atomic import atomic_write_json, durable_replace, sweep_stale_temps, temp_prefix
 from hand3d.crop import CROP_SIZE, CropBox, crop_box, crop_image, crop_keypoints, to_crop, visible_inside
 from hand3d.datasets.base import RawSample
 from hand3d.h5io import PackedWriter, open_packed, read_field
@@ -130,7 +129,7 @@ class _BlockWriter:
     def __exit__(self, kind, error, traceback) -> None:
         self.file.close()
         if kind is None:
-            os.replace(self.tmp, self.path)
+            durable_replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
 
