@@ -7,13 +7,14 @@ import os
 import re
 import socket
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # A temporary file is named ``.<final name>~<host>~<pid>~<random><suffix>``: a writer killed by SIGKILL (or a power
 # loss) runs no cleanup, and the name says which process on which machine made it, so a later run can tell a dead
 # writer's leftover (:func:`sweep_stale_temps`) from a file another process is writing now.
-_TEMP = re.compile(r"\.(?P<name>.+)~(?P<host>[A-Za-z0-9.-]+)~(?P<pid>[0-9]+)~[A-Za-z0-9_]+(?:\.[A-Za-z0-9]+)?")
+_TEMP = re.compile(r"\..+~(?P<host>[A-Za-z0-9.-]+)~(?P<pid>[0-9]+)~[A-Za-z0-9_]+(?:\.[A-Za-z0-9]+)?")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
@@ -79,6 +80,14 @@ def temp_prefix(path: str | os.PathLike) -> str:
     return f".{Path(path).name}~{_host()}~{os.getpid()}~"
 
 
+def fresh_temp(path: str | os.PathLike) -> Path:
+    """A temporary path beside ``path``, unique to this call, for a writer that renames it over ``path`` when done
+    (:func:`durable_replace`); first, what dead writers left in that folder goes (:func:`sweep_stale_temps`)."""
+    path = Path(path)
+    sweep_stale_temps(path.parent)
+    return path.with_name(f"{temp_prefix(path)}{uuid.uuid4().hex[:12]}.tmp")
+
+
 def sweep_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
     """Delete the temporary files in ``folder`` (and below it, if ``recursive``) whose writer, a process on this
     machine, is gone: what a job killed mid-write left beside its outputs. Returns the deleted paths.
@@ -87,8 +96,7 @@ def sweep_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> lis
     told from here.
     """
     removed = []
-    for tmp in _temps(Path(folder), recursive):
-        match = _TEMP.fullmatch(tmp.name)
+    for tmp, match in _temps(Path(folder), recursive):
         if match["host"] != _host() or _alive(int(match["pid"])):
             continue
         try:
@@ -99,7 +107,8 @@ def sweep_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> lis
     return removed
 
 
-def _temps(folder: Path, recursive: bool) -> Iterator[Path]:
+def _temps(folder: Path, recursive: bool) -> Iterator[tuple[Path, re.Match]]:
+    """(path, its name parsed) of each temporary file in ``folder``."""
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -108,8 +117,8 @@ def _temps(folder: Path, recursive: bool) -> Iterator[Path]:
         if entry.is_dir(follow_symlinks=False):
             if recursive:
                 yield from _temps(Path(entry.path), recursive)
-        elif entry.name.startswith(".") and _TEMP.fullmatch(entry.name):
-            yield Path(entry.path)
+        elif match := _TEMP.fullmatch(entry.name):
+            yield Path(entry.path), match
 
 
 def _alive(pid: int) -> bool:
@@ -119,8 +128,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # another user's process: alive
+        pass
     return True
 
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,7 @@ import h5py
 import numpy as np
 
 from hand3d import __version__
-from hand3d.atomic import durable_replace, sweep_stale_temps, temp_prefix
+from hand3d.atomic import durable_replace, fresh_temp
 
 __all__ = [
     "CROP_SIZE",
@@ -370,8 +369,7 @@ class PackedWriter:
 
     def __enter__(self) -> PackedWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        sweep_stale_temps(self.path.parent)  # what writers killed before left here
-        self._tmp = self.path.with_name(f"{temp_prefix(self.path)}{uuid.uuid4().hex[:12]}.tmp")
+        self._tmp = fresh_temp(self.path)
         self._file = h5py.File(self._tmp, "w-")
         try:
             self._create_datasets()

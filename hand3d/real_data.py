@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import cv2
 import h5py
 import numpy as np
 
-from hand3d.atomic import atomic_write_json, durable_replace, sweep_stale_temps, temp_prefix
+from hand3d.atomic import atomic_write_json, durable_replace, fresh_temp
 from hand3d.crop import CROP_SIZE, CropBox, crop_box, crop_image, crop_keypoints, to_crop, visible_inside
 from hand3d.datasets.base import RawSample
 from hand3d.h5io import PackedWriter, open_packed, read_field
@@ -111,8 +110,7 @@ class _BlockWriter:
 
     def __init__(self, path: str, count: int):
         self.path, self.count = Path(path), count
-        sweep_stale_temps(self.path.parent)  # what writers killed before left here
-        self.tmp = self.path.with_name(f"{temp_prefix(self.path)}{uuid.uuid4().hex[:12]}.tmp")
+        self.tmp = fresh_temp(self.path)
 
     def __enter__(self) -> _BlockWriter:
         self.file = h5py.File(self.tmp, "w")
